@@ -1,0 +1,153 @@
+"""Snapshot types that cross the ports: plain, frozen, vendor-free.
+
+Adapters turn alpaca-py models and Firestore snapshots into these; the planning core reads
+only these. Quantities and prices are ``Decimal`` so that sums of crypto quantities compare
+exactly and P&L does not pick up binary floating-point noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
+
+from crypto_signals.domain.schemas import Position
+from crypto_signals.domain.symbols import display_symbol, symbol_key
+
+OrderSide = Literal["buy", "sell"]
+
+# Alpaca order statuses that mean the order can still fill (QueryOrderStatus.OPEN's members).
+OPEN_ORDER_STATUSES = frozenset(
+    {
+        "new",
+        "accepted",
+        "pending_new",
+        "partially_filled",
+        "accepted_for_bidding",
+        "pending_cancel",
+        "pending_replace",
+        "held",
+        "calculated",
+        "stopped",
+        "suspended",
+    }
+)
+# Statuses that end an order; with filled_qty == 0 they prove the order never filled.
+UNFILLED_END_STATUSES = frozenset({"canceled", "expired", "rejected", "done_for_day"})
+
+
+class IssueKind(StrEnum):
+    MALFORMED_DOCUMENT = "malformed_document"
+    MALFORMED_BROKER_DATA = "malformed_broker_data"
+    BROKER_UNAVAILABLE = "broker_unavailable"
+    STORE_UNAVAILABLE = "store_unavailable"
+    INCOMPLETE_EVIDENCE = "incomplete_evidence"
+    HEAL_WRITE_FAILED = "heal_write_failed"
+    HEAL_CONFLICT = "heal_conflict"
+    NOTIFICATION_FAILED = "notification_failed"
+    ALERT_STATE_FAILED = "alert_state_failed"
+    RUN_RECORD_FAILED = "run_record_failed"
+    LEASE_FAILED = "lease_failed"
+    CONFIGURATION = "configuration"
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A failure as a value: what kind, about what (position id or symbol), and the detail."""
+
+    kind: IssueKind
+    key: str
+    detail: str
+
+    def render(self) -> str:
+        return (
+            f"{self.kind.value}: {self.key}: {self.detail}"
+            if self.key
+            else (f"{self.kind.value}: {self.detail}")
+        )
+
+
+@dataclass(frozen=True)
+class BrokerPosition:
+    symbol: str  # as the broker reports it (BTCUSD)
+    qty: Decimal  # signed: positive long, negative short
+    market_value: Decimal | None  # absolute USD value; None when the broker did not say
+    is_crypto: bool
+
+    @property
+    def key(self) -> str:
+        return symbol_key(self.symbol)
+
+    @property
+    def display(self) -> str:
+        return display_symbol(self.symbol, is_crypto=self.is_crypto)
+
+    @property
+    def side(self) -> str:
+        return "long" if self.qty >= 0 else "short"
+
+
+@dataclass(frozen=True)
+class BrokerOrder:
+    id: str
+    client_order_id: str | None
+    symbol: str
+    side: OrderSide
+    status: str
+    qty: Decimal | None
+    filled_qty: Decimal
+    filled_avg_price: Decimal | None
+    submitted_at: datetime
+    filled_at: datetime | None
+    ended_at: datetime | None  # canceled / expired / failed / last update time
+
+    @property
+    def key(self) -> str:
+        return symbol_key(self.symbol)
+
+    @property
+    def is_working(self) -> bool:
+        return self.status in OPEN_ORDER_STATUSES
+
+    @property
+    def never_filled(self) -> bool:
+        return self.status in UNFILLED_END_STATUSES and self.filled_qty == 0
+
+
+@dataclass(frozen=True)
+class BrokerState:
+    """What the broker says now: one call each for the account, positions and open orders."""
+
+    account_id: str
+    positions: tuple[BrokerPosition, ...]
+    open_orders: tuple[BrokerOrder, ...]
+
+
+@dataclass(frozen=True)
+class ClosedOrders:
+    """Closed orders of the zombie candidates' symbols, from one paginated listing.
+
+    ``complete`` is False when pagination stopped early (page cap, a stalled cursor). The core
+    only ever heals on evidence it holds, so an incomplete listing can cost heals, never cause one.
+    """
+
+    orders: tuple[BrokerOrder, ...]
+    complete: bool = True
+
+
+@dataclass(frozen=True)
+class EvidenceQuery:
+    """The one closed-orders listing the core needs: which symbols, since when."""
+
+    symbols: tuple[str, ...]
+    after: datetime
+
+
+@dataclass(frozen=True)
+class StoreState:
+    """The open positions as read from Firestore, plus documents that did not parse."""
+
+    positions: tuple[Position, ...]
+    malformed: tuple[Issue, ...] = ()

@@ -1,0 +1,137 @@
+"""Alert deduplication, pure: current findings + stored alert states + now -> what to say.
+
+A finding (an orphan on a symbol, an unverified zombie, drift on a symbol, a refused heal) is
+announced once; again only when it changes (its fingerprint: quantity, side, reason) or when
+the re-alert interval has passed; and a short "resolved" notice goes out when it disappears.
+
+Delivery is at-least-once through an outbox: the shell first writes the states returned here,
+each carrying the notice it still owes (``pending``); it clears ``pending`` only after Discord
+accepted the message. A failed or crashed delivery is therefore retried by the next run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class FindingKind(StrEnum):
+    ORPHAN = "orphan"
+    UNVERIFIED_ZOMBIE = "unverified_zombie"
+    DRIFT = "drift"
+    REFUSED_HEAL = "refused_heal"
+    RUN_FAILED = "run_failed"
+
+
+class Notice(StrEnum):
+    NEW = "new"
+    CHANGED = "changed"
+    REMINDER = "reminder"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: FindingKind
+    key: str  # symbol key or position id
+    fingerprint: str  # what makes it "the same" finding: quantity, side, reason
+    line: str  # what a person reads
+
+    @property
+    def finding_id(self) -> str:
+        return f"{self.kind.value}:{self.key}".replace("/", "_")
+
+
+@dataclass(frozen=True)
+class AlertState:
+    finding_id: str
+    kind: FindingKind
+    key: str
+    fingerprint: str
+    line: str
+    active: bool
+    first_seen_at: datetime
+    last_alerted_at: datetime | None = None
+    pending: Notice | None = None
+
+
+@dataclass(frozen=True)
+class OwedNotice:
+    finding_id: str
+    kind: FindingKind
+    notice: Notice
+    line: str
+
+
+@dataclass(frozen=True)
+class AlertDecision:
+    # States to write before sending (only those that changed): the outbox.
+    writes: tuple[AlertState, ...]
+    # Everything owed now, including notices a previous run failed to deliver.
+    owed: tuple[OwedNotice, ...]
+
+
+def decide_alerts(
+    findings: Iterable[Finding],
+    states: Mapping[str, AlertState],
+    now: datetime,
+    realert_after: timedelta,
+) -> AlertDecision:
+    current = {f.finding_id: f for f in findings}
+    writes: list[AlertState] = []
+    result: dict[str, AlertState] = dict(states)
+
+    for fid, finding in sorted(current.items()):
+        state = states.get(fid)
+        notice: Notice | None
+        if state is None or not state.active:
+            notice = Notice.NEW
+        elif state.fingerprint != finding.fingerprint:
+            notice = Notice.CHANGED
+        elif state.pending is not None and state.pending is not Notice.RESOLVED:
+            notice = state.pending  # still owed from an earlier run
+        elif state.last_alerted_at is None or now - state.last_alerted_at >= realert_after:
+            notice = Notice.REMINDER
+        else:
+            notice = None
+        if notice is None:
+            continue  # already announced and not due: no write, no message
+        updated = AlertState(
+            finding_id=fid,
+            kind=finding.kind,
+            key=finding.key,
+            fingerprint=finding.fingerprint,
+            line=finding.line,
+            active=True,
+            first_seen_at=state.first_seen_at if state and state.active else now,
+            last_alerted_at=state.last_alerted_at if state else None,
+            pending=notice,
+        )
+        writes.append(updated)
+        result[fid] = updated
+
+    for fid, state in sorted(states.items()):
+        if fid in current:
+            continue
+        if state.active:
+            # Never announced (still pending NEW): nobody knows of it, so no "resolved" either.
+            owed_new = (
+                state.pending in (Notice.NEW, Notice.CHANGED) and state.last_alerted_at is None
+            )
+            resolved = replace(state, active=False, pending=None if owed_new else Notice.RESOLVED)
+            writes.append(resolved)
+            result[fid] = resolved
+
+    owed = tuple(
+        OwedNotice(s.finding_id, s.kind, s.pending, s.line)
+        for _, s in sorted(result.items())
+        if s.pending is not None
+    )
+    return AlertDecision(writes=tuple(writes), owed=owed)
+
+
+def delivered(state: AlertState, now: datetime) -> AlertState:
+    """The state after its owed notice reached Discord."""
+    return replace(state, pending=None, last_alerted_at=now)

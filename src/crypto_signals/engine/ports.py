@@ -1,0 +1,112 @@
+"""Ports: what the shell needs from the outside world, in the project's own types.
+
+Each is a small ``typing.Protocol``; adapters (alpaca-py, Firestore, requests) implement them and
+tests can use in-memory fakes without patching anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from crypto_signals.domain.snapshots import BrokerState, ClosedOrders, EvidenceQuery, StoreState
+from crypto_signals.engine.alerts import AlertState
+from crypto_signals.engine.plan import Heal
+
+
+@dataclass(frozen=True)
+class LeaseGrant:
+    acquired: bool
+    holder: str | None = None
+    expires_at: datetime | None = None
+    token: Any = None  # the store's proof of ownership (Firestore: update_time of our write)
+
+
+class BrokerUnavailable(Exception):
+    """The broker could not be read completely: the run must not decide anything from it."""
+
+
+class StoreUnavailable(Exception):
+    """Firestore could not be read or written as a whole (not a single-document conflict)."""
+
+
+class Broker(Protocol):
+    call_count: int
+
+    def fetch_state(self) -> BrokerState: ...
+
+    def fetch_closed_orders(self, query: EvidenceQuery) -> ClosedOrders: ...
+
+
+class HealOutcome(StrEnum):
+    APPLIED = "applied"
+    CONFLICT = "conflict"  # the document changed or closed since it was read: someone else acted
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class HealResult:
+    position_id: str
+    outcome: HealOutcome
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class StoreCounters:
+    reads: int = 0
+    writes: int = 0
+    round_trips: int = 0
+
+
+class PositionStore(Protocol):
+    def get_open_positions(self) -> StoreState: ...
+
+    def apply_heals(
+        self, heals: Sequence[Heal], *, run_id: str, now: datetime
+    ) -> list[HealResult]: ...
+
+    def counters(self) -> StoreCounters: ...
+
+
+class Notifier(Protocol):
+    def send(self, payloads: Sequence[Mapping[str, Any]]) -> Any: ...
+
+
+class AnnouncingStore(PositionStore, Protocol):
+    """A position store that also keeps the heal-announcement outbox (the ``alert_pending``
+    flag written with each heal)."""
+
+    def get_unannounced_heals(self) -> list[dict[str, Any]]: ...
+
+    def mark_announced(self, position_ids: Sequence[str]) -> None: ...
+
+
+class AlertStore(Protocol):
+    round_trips: int
+    reads: int
+    writes: int
+
+    def load(self) -> dict[str, AlertState]: ...
+
+    def save(self, states: Iterable[AlertState]) -> None: ...
+
+
+class Lease(Protocol):
+    round_trips: int
+    reads: int
+    writes: int
+
+    def acquire(self, run_id: str, now: datetime) -> LeaseGrant: ...
+
+    def release(self, grant: LeaseGrant) -> None: ...
+
+
+class RunRecorder(Protocol):
+    round_trips: int
+    reads: int
+    writes: int
+
+    def record(self, run_id: str, report: Mapping[str, Any], now: datetime) -> None: ...

@@ -1,0 +1,411 @@
+"""The shell: lease -> fetch -> plan -> apply -> notify -> record, returning the report.
+
+Everything that decides lives in :mod:`crypto_signals.engine.plan` and
+:mod:`crypto_signals.engine.alerts`; this module only moves data between the ports and those
+pure functions, in an order chosen so that a crash at any point leaves a state the next run
+finishes from:
+
+1. the lease is taken (a concurrent run returns ``skipped``);
+2. Firestore and the broker are read completely, or the run fails and changes nothing;
+3. heals are written, each with its announcement flag in the same document write;
+4. alert states are written with the notices they owe (the outbox), then Discord is called;
+5. only after Discord accepted the message are the flags and notices cleared;
+6. the run's report is stored and the lease released.
+
+``reconcile`` never raises for a broker, Firestore or Discord failure: the report says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from crypto_signals.domain.schemas import (
+    DriftEntry,
+    HealedPosition,
+    ReconciliationReport,
+    RunStats,
+    RunStatus,
+)
+from crypto_signals.domain.snapshots import ClosedOrders, Issue, IssueKind
+from crypto_signals.engine import findings as words
+from crypto_signals.engine.alerts import Finding, FindingKind, decide_alerts, delivered
+from crypto_signals.engine.plan import Heal, Plan, evidence_query, plan_reconciliation
+from crypto_signals.engine.policy import Policy
+from crypto_signals.engine.ports import (
+    AlertStore,
+    AnnouncingStore,
+    Broker,
+    BrokerUnavailable,
+    HealOutcome,
+    Lease,
+    LeaseGrant,
+    Notifier,
+    RunRecorder,
+    StoreUnavailable,
+)
+from crypto_signals.logging_setup import run_context
+from crypto_signals.notifications.discord import DeliveryOutcome
+from crypto_signals.notifications.discord_render import render_messages
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Run:
+    """What one run accumulates on its way to the report."""
+
+    run_id: str
+    started: datetime
+    dry_run: bool
+    errors: list[Issue] = field(default_factory=list)
+    critical: list[str] = field(default_factory=list)
+    healed: list[HealedPosition] = field(default_factory=list)
+    notifications_sent: int = 0
+    baseline: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+
+class StateReconciler:
+    """One reconciliation per call to :meth:`reconcile`; safe to call repeatedly."""
+
+    def __init__(
+        self,
+        *,
+        broker: Broker,
+        store: AnnouncingStore,
+        notifier: Notifier,
+        alert_store: AlertStore | None = None,
+        lease: Lease | None = None,
+        run_log: RunRecorder | None = None,
+        policy: Policy | None = None,
+        environment: str = "DEV",
+        enabled: bool = True,
+        realert_after: timedelta = timedelta(hours=24),
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._broker = broker
+        self._store = store
+        self._notifier = notifier
+        self._alerts = alert_store
+        self._lease = lease
+        self._run_log = run_log
+        self._policy = policy or Policy()
+        self._environment = environment
+        self._enabled = enabled
+        self._realert_after = realert_after
+        self._clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> StateReconciler:
+        """Build with real adapters from :class:`crypto_signals.config.Settings`."""
+        from crypto_signals.bootstrap import build_reconciler
+
+        return build_reconciler(settings)
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def reconcile(self, *, dry_run: bool = False, force: bool = False) -> ReconciliationReport:
+        run = _Run(run_id=uuid.uuid4().hex, started=self._clock(), dry_run=dry_run)
+        # Adapters count for their lifetime (a warm Cloud Function reuses them): report deltas.
+        run.baseline = self._counts()
+        t0 = time.monotonic()
+        with run_context(run.run_id):
+            if not self._enabled:
+                log.info(
+                    "reconciler disabled outside PROD (set RECONCILER_ENABLED=true to run)",
+                    extra={"event": "run_skipped"},
+                )
+                return self._finish(run, t0, RunStatus.SKIPPED, None, record=False)
+            grant = LeaseGrant(acquired=True)
+            if not dry_run and self._lease is not None:
+                try:
+                    grant = self._lease.acquire(run.run_id, run.started)
+                except StoreUnavailable as exc:
+                    run.errors.append(Issue(IssueKind.LEASE_FAILED, "", str(exc)))
+                    run.critical.append(f"reconciliation failed: {exc}")
+                    return self._finish(run, t0, RunStatus.FAILED, None, record=False)
+                if not grant.acquired:
+                    log.info(
+                        "another run holds the lease (%s, until %s): skipping",
+                        grant.holder,
+                        grant.expires_at,
+                        extra={"event": "run_skipped"},
+                    )
+                    return self._finish(run, t0, RunStatus.SKIPPED, None, record=False)
+            try:
+                plan = self._reconcile_locked(run, force)
+                status = self._status(run, plan)
+                return self._finish(run, t0, status, plan, record=not dry_run)
+            except (BrokerUnavailable, StoreUnavailable) as exc:
+                kind = (
+                    IssueKind.BROKER_UNAVAILABLE
+                    if isinstance(exc, BrokerUnavailable)
+                    else IssueKind.STORE_UNAVAILABLE
+                )
+                run.errors.append(Issue(kind, "", str(exc)))
+                run.critical.append(f"reconciliation failed, nothing was changed: {exc}")
+                self._alert_failure(run, kind, str(exc))
+                return self._finish(run, t0, RunStatus.FAILED, None, record=not dry_run)
+            except Exception as exc:
+                log.exception("unexpected error in reconciliation")
+                run.errors.append(
+                    Issue(IssueKind.CONFIGURATION, "", f"internal error: {type(exc).__name__}")
+                )
+                run.critical.append(
+                    f"reconciliation failed on an internal error: {type(exc).__name__}"
+                )
+                return self._finish(run, t0, RunStatus.FAILED, None, record=not dry_run)
+            finally:
+                if grant.token is not None and self._lease is not None:
+                    self._lease.release(grant)
+
+    def _reconcile_locked(self, run: _Run, force: bool) -> Plan:
+        store_state = self._store.get_open_positions()
+        broker_state = self._broker.fetch_state()
+        query = evidence_query(store_state, broker_state, self._policy, run.started)
+        closed = self._broker.fetch_closed_orders(query) if query else ClosedOrders(())
+        if not closed.complete:
+            run.errors.append(
+                Issue(
+                    IssueKind.INCOMPLETE_EVIDENCE,
+                    "",
+                    "closed-order history was cut short; "
+                    "positions without evidence in it stay OPEN",
+                )
+            )
+        run.errors.extend(store_state.malformed)
+        plan = plan_reconciliation(
+            store_state, broker_state, closed, self._policy, run.started, force=force
+        )
+        run.critical.extend(words.critical_issues_of(plan))
+        self._log_findings(plan)
+
+        if run.dry_run:
+            run.healed = [_healed(h) for h in plan.heals]
+            return plan
+
+        self._apply_heals(run, plan)
+        self._notify(run, plan)
+        return plan
+
+    def _apply_heals(self, run: _Run, plan: Plan) -> None:
+        if not plan.heals:
+            return
+        by_id = {h.position_id: h for h in plan.heals}
+        for result in self._store.apply_heals(plan.heals, run_id=run.run_id, now=run.started):
+            heal = by_id[result.position_id]
+            if result.outcome is HealOutcome.APPLIED:
+                run.healed.append(_healed(heal))
+                log.info(
+                    "healed %s %s as CLOSED_EXTERNALLY (%s)",
+                    heal.symbol,
+                    heal.position_id,
+                    heal.evidence.value,
+                    extra={
+                        "event": "position_healed",
+                        "symbol": heal.symbol,
+                        "position_id": heal.position_id,
+                        "evidence": heal.evidence.value,
+                    },
+                )
+            elif result.outcome is HealOutcome.CONFLICT:
+                # Someone else (another run, the signal job) changed it first: their word stands.
+                log.info("skipped heal of %s: %s", heal.position_id, result.detail)
+                run.errors.append(Issue(IssueKind.HEAL_CONFLICT, heal.position_id, result.detail))
+            else:
+                run.errors.append(
+                    Issue(IssueKind.HEAL_WRITE_FAILED, heal.position_id, result.detail)
+                )
+                run.critical.append(
+                    f"heal of {heal.symbol} position {heal.position_id} could not be written: "
+                    f"{result.detail}"
+                )
+
+    def _notify(self, run: _Run, plan: Plan, extra: list[Finding] | None = None) -> None:
+        """Announce what is new, through the outbox, and clear it only after delivery."""
+        try:
+            heals = self._store.get_unannounced_heals()
+            states = self._alerts.load() if self._alerts else {}
+            decision = decide_alerts(
+                words.findings_of(plan) + (extra or []), states, run.started, self._realert_after
+            )
+            if self._alerts and decision.writes:
+                self._alerts.save(decision.writes)
+        except StoreUnavailable as exc:
+            run.errors.append(Issue(IssueKind.ALERT_STATE_FAILED, "", str(exc)))
+            return
+        sections = words.alert_sections(heals, decision.owed)
+        payloads = render_messages(
+            sections,
+            header=f"**crypto-signals reconciler** ({self._environment})",
+            footer=f"run {run.run_id}",
+        )
+        if not payloads:
+            return
+        result = self._notifier.send(payloads)
+        run.notifications_sent += result.messages_sent
+        if result.outcome is DeliveryOutcome.NOT_CONFIGURED:
+            for section in sections:
+                for line in section.lines:
+                    log.warning("alert (DISCORD_WEBHOOK_URL unset): %s: %s", section.title, line)
+        elif result.outcome is not DeliveryOutcome.DELIVERED:
+            run.errors.append(
+                Issue(
+                    IssueKind.NOTIFICATION_FAILED,
+                    "",
+                    f"Discord delivery failed ({result.error}); the alert stays pending and "
+                    "the next run sends it",
+                )
+            )
+            return
+        try:
+            if heals:
+                self._store.mark_announced([str(h["position_id"]) for h in heals])
+            if self._alerts:
+                owed_ids = {n.finding_id for n in decision.owed}
+                current = {**states, **{s.finding_id: s for s in decision.writes}}
+                self._alerts.save(delivered(current[fid], run.started) for fid in sorted(owed_ids))
+        except StoreUnavailable as exc:
+            # Delivered but not recorded: the next run repeats the message (at-least-once).
+            run.errors.append(Issue(IssueKind.ALERT_STATE_FAILED, "", str(exc)))
+
+    def _alert_failure(self, run: _Run, kind: IssueKind, detail: str) -> None:
+        """Tell a person the run failed, once per failure kind (needs a readable Firestore)."""
+        if run.dry_run or kind is IssueKind.STORE_UNAVAILABLE:
+            return  # without Firestore there is no dedup: Cloud Monitoring alerts instead
+        finding = Finding(FindingKind.RUN_FAILED, kind.value, kind.value, f"{detail}")
+        try:
+            self._notify(run, Plan(), extra=[finding])
+        except Exception:
+            log.exception("could not alert the failure")
+
+    # -- report -------------------------------------------------------------------------------
+
+    def _status(self, run: _Run, plan: Plan) -> RunStatus:
+        if run.critical or run.errors or plan.orphans or plan.unverified or plan.drift:
+            return RunStatus.ISSUES
+        return RunStatus.OK
+
+    def _log_findings(self, plan: Plan) -> None:
+        for o in plan.orphans:
+            log.warning(
+                "orphan: %s",
+                words.orphan_line(o),
+                extra={"event": "orphan_detected", "symbol": o.symbol},
+            )
+        for u in plan.unverified:
+            log.warning(
+                "unverified zombie: %s",
+                words.unverified_line(u),
+                extra={
+                    "event": "unverified_zombie",
+                    "symbol": u.symbol,
+                    "position_id": u.position_id,
+                },
+            )
+        for d in plan.drift:
+            log.warning(
+                "drift: %s", words.drift_line(d), extra={"event": "drift", "symbol": d.symbol}
+            )
+
+    def _finish(
+        self, run: _Run, t0: float, status: RunStatus, plan: Plan | None, *, record: bool
+    ) -> ReconciliationReport:
+        report = ReconciliationReport(
+            zombies=list(plan.zombie_symbols) if plan else [],
+            orphans=[o.symbol for o in plan.orphans] if plan else [],
+            reconciled_count=0 if run.dry_run else len(run.healed),
+            timestamp=run.started,
+            duration_seconds=0.0,
+            critical_issues=run.critical,
+            run_id=run.run_id,
+            status=status,
+            dry_run=run.dry_run,
+            environment=self._environment,
+            healed=run.healed,
+            unverified_zombies=[u.position_id for u in plan.unverified] if plan else [],
+            pending=[d.position_id for d in plan.deferred] if plan else [],
+            drift=[
+                DriftEntry(
+                    symbol=d.symbol,
+                    db_qty=float(d.db_qty),
+                    broker_qty=float(d.broker_qty),
+                    explained_by=d.explained_by,
+                )
+                for d in plan.drift
+            ]
+            if plan
+            else [],
+            errors=[e.render() for e in run.errors],
+        )
+        report.stats = self._stats(run, plan)
+        report.duration_seconds = round(time.monotonic() - t0, 3)
+        if record and self._run_log is not None:
+            try:
+                self._run_log.record(run.run_id, report.model_dump(mode="json"), run.started)
+            except StoreUnavailable as exc:
+                report.errors.append(Issue(IssueKind.RUN_RECORD_FAILED, "", str(exc)).render())
+        report.stats = self._stats(run, plan)
+        log.info(
+            "reconciliation finished: %s (healed %d, orphans %d, unverified %d, drift %d)",
+            status.value,
+            report.reconciled_count,
+            len(report.orphans),
+            len(report.unverified_zombies),
+            len(report.drift),
+            extra={
+                "event": "run_finished",
+                "status": status.value,
+                "dry_run": run.dry_run,
+                "healed_count": report.reconciled_count,
+                "orphan_count": len(report.orphans),
+                "unverified_zombie_count": len(report.unverified_zombies),
+                "drift_count": len(report.drift),
+                "duration_seconds": report.duration_seconds,
+            },
+        )
+        return report
+
+    def _counts(self) -> tuple[int, int, int, int]:
+        counters = self._store.counters()
+        extras = [x for x in (self._alerts, self._lease, self._run_log) if x is not None]
+        return (
+            self._broker.call_count,
+            counters.reads + sum(x.reads for x in extras),
+            counters.writes + sum(x.writes for x in extras),
+            counters.round_trips + sum(x.round_trips for x in extras),
+        )
+
+    def _stats(self, run: _Run, plan: Plan | None) -> RunStats:
+        now = self._counts()
+        calls, reads, writes, trips = (a - b for a, b in zip(now, run.baseline, strict=True))
+        return RunStats(
+            broker_calls=calls,
+            firestore_reads=reads,
+            firestore_writes=writes,
+            firestore_round_trips=trips,
+            notifications_sent=run.notifications_sent,
+            dust_positions=len(plan.dust) if plan else 0,
+        )
+
+
+def _healed(heal: Heal) -> HealedPosition:
+    return HealedPosition(
+        position_id=heal.position_id,
+        symbol=heal.symbol,
+        exit_fill_price=float(heal.exit_fill_price) if heal.exit_fill_price is not None else None,
+        exit_time=heal.exit_time,
+        exit_order_id=heal.exit_order_id,
+        realized_pnl_usd=float(heal.realized_pnl_usd),
+        realized_pnl_pct=float(heal.realized_pnl_pct),
+        evidence=heal.evidence.value,
+    )

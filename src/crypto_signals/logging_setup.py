@@ -1,0 +1,120 @@
+"""Structured logging that Cloud Logging understands, with the run id on every line.
+
+In JSON mode each line is one JSON object with ``severity``, ``message``, ``run_id`` and any
+``extra`` fields (``event``, ``symbol``, ...); Cloud Logging turns it into ``jsonPayload`` and
+the log-based metrics in ``terraform/`` count on those fields. A redaction filter replaces any
+registered secret value with ``***`` in every record, as a second line behind code that never
+logs secrets in the first place.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+_run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_id", default=None)
+_SECRETS: set[str] = set()
+
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_SEVERITY = {
+    logging.DEBUG: "DEBUG",
+    logging.INFO: "INFO",
+    logging.WARNING: "WARNING",
+    logging.ERROR: "ERROR",
+    logging.CRITICAL: "CRITICAL",
+}
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Values that must never be written to a log line (API keys, the webhook URL and token)."""
+    for value in values:
+        if value and len(value) >= 6:
+            _SECRETS.add(value)
+            if "/api/webhooks/" in value:
+                _SECRETS.add(value.rstrip("/").rsplit("/", 1)[-1])
+
+
+def redact(text: str) -> str:
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+@contextmanager
+def run_context(run_id: str) -> Iterator[None]:
+    token = _run_id.set(run_id)
+    try:
+        yield
+    finally:
+        _run_id.reset(token)
+
+
+def current_run_id() -> str | None:
+    return _run_id.get()
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.run_id = getattr(record, "run_id", None) or _run_id.get()
+        if _SECRETS:
+            record.msg = redact(record.getMessage())
+            record.args = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "severity": _SEVERITY.get(record.levelno, "DEFAULT"),
+            "message": record.getMessage(),
+            "run_id": getattr(record, "run_id", None),
+            "logger": record.name,
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in payload:
+                payload[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            payload["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(payload, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        run = getattr(record, "run_id", None)
+        prefix = f"{record.levelname:<7} [{run[:8]}] " if run else f"{record.levelname:<7} "
+        text = prefix + record.getMessage()
+        if record.exc_info and record.exc_info[0] is not None:
+            text += "\n" + redact(self.formatException(record.exc_info))
+        return text
+
+
+def configure_logging(*, json_format: bool, level: str = "INFO") -> None:
+    """Send logs to stderr (stdout belongs to --json output), once per process."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_crypto_signals", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._crypto_signals = True  # type: ignore[attr-defined]
+    handler.setFormatter(JsonFormatter() if json_format else TextFormatter())
+    handler.addFilter(_ContextFilter())
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # gRPC and urllib3 chatter is noise at INFO.
+    for noisy in ("urllib3", "google", "grpc"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def install_filter_everywhere() -> None:
+    """Attach the context/redaction filter to every existing root handler (e.g. pytest's)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _ContextFilter) for f in handler.filters):
+            handler.addFilter(_ContextFilter())

@@ -1,0 +1,212 @@
+"""The reconciler's own Firestore records: alert states, the run lease, and the run log.
+
+All three live beside the positions, keyed by the positions collection so that PROD and the
+other environments never share a lease or an alert history in one project.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from crypto_signals.engine.alerts import AlertState, FindingKind, Notice
+from crypto_signals.engine.ports import LeaseGrant, StoreUnavailable
+from crypto_signals.repository.firestore import FirestoreTimeouts, describe_google_error
+
+log = logging.getLogger(__name__)
+
+ALERTS_COLLECTION = "reconciler_alerts"
+LEASES_COLLECTION = "reconciler_leases"
+RUNS_COLLECTION = "reconciler_runs"
+
+
+class _Base:
+    def __init__(self, client: firestore.Client, scope: str, timeouts: FirestoreTimeouts | None):
+        self._client = client
+        self._scope = scope  # the positions collection this state belongs to
+        self._timeouts = timeouts or FirestoreTimeouts()
+        self.round_trips = 0
+        self.reads = 0
+        self.writes = 0
+
+    def _kw(self) -> dict[str, Any]:
+        return {"retry": self._timeouts.retry(), "timeout": self._timeouts.call_seconds}
+
+
+class AlertStateStore(_Base):
+    """One document per finding: what was last said about it and what is still owed."""
+
+    def _doc_id(self, finding_id: str) -> str:
+        return f"{self._scope}:{finding_id}"
+
+    def load(self) -> dict[str, AlertState]:
+        query = self._client.collection(ALERTS_COLLECTION).where(
+            filter=firestore.FieldFilter("scope", "==", self._scope)
+        )
+        self.round_trips += 1
+        states: dict[str, AlertState] = {}
+        try:
+            for doc in query.stream(**self._kw()):
+                self.reads += 1
+                state = _state_from(doc.to_dict() or {})
+                if state is not None:
+                    states[state.finding_id] = state
+                else:
+                    log.warning("ignoring unreadable alert state %s", doc.id)
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            raise StoreUnavailable(f"alert states: {describe_google_error(exc)}") from None
+        return states
+
+    def save(self, states: Iterable[AlertState]) -> None:
+        items = list(states)
+        for start in range(0, len(items), 400):
+            batch = self._client.batch()
+            chunk = items[start : start + 400]
+            for state in chunk:
+                ref = self._client.collection(ALERTS_COLLECTION).document(
+                    self._doc_id(state.finding_id)
+                )
+                batch.set(ref, _state_to(state, self._scope))
+            self.round_trips += 1
+            try:
+                batch.commit(**self._kw())
+            except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+                raise StoreUnavailable(f"alert states: {describe_google_error(exc)}") from None
+            self.writes += len(chunk)
+
+
+def _state_to(state: AlertState, scope: str) -> dict[str, Any]:
+    return {
+        "scope": scope,
+        "finding_id": state.finding_id,
+        "kind": state.kind.value,
+        "key": state.key,
+        "fingerprint": state.fingerprint,
+        "line": state.line,
+        "active": state.active,
+        "first_seen_at": state.first_seen_at,
+        "last_alerted_at": state.last_alerted_at,
+        "pending": state.pending.value if state.pending else None,
+    }
+
+
+def _state_from(data: Mapping[str, Any]) -> AlertState | None:
+    try:
+        return AlertState(
+            finding_id=str(data["finding_id"]),
+            kind=FindingKind(data["kind"]),
+            key=str(data["key"]),
+            fingerprint=str(data["fingerprint"]),
+            line=str(data["line"]),
+            active=bool(data["active"]),
+            first_seen_at=data["first_seen_at"],
+            last_alerted_at=data.get("last_alerted_at"),
+            pending=Notice(data["pending"]) if data.get("pending") else None,
+        )
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+class RunLease(_Base):
+    """A lease with expiry, taken with Firestore preconditions (compare-and-set, no locks).
+
+    ``create`` succeeds for exactly one of several simultaneous runs; an expired lease is taken
+    over with an update guarded by the update_time that was read, so of two runs that both saw
+    it expired, one wins. A crashed run's lease simply expires.
+    """
+
+    def __init__(
+        self,
+        client: firestore.Client,
+        scope: str,
+        duration: timedelta,
+        timeouts: FirestoreTimeouts | None = None,
+    ) -> None:
+        super().__init__(client, scope, timeouts)
+        self._duration = duration
+        self._ref = client.collection(LEASES_COLLECTION).document(scope)
+
+    def acquire(self, run_id: str, now: datetime) -> LeaseGrant:
+        expires_at = now + self._duration
+        data = {"holder": run_id, "acquired_at": now, "expires_at": expires_at}
+        try:
+            self.round_trips += 1
+            snap = self._ref.get(**self._kw())
+            self.reads += 1
+            if not snap.exists:
+                self.round_trips += 1
+                result = self._ref.create(data, **self._kw())
+            else:
+                current = snap.to_dict() or {}
+                expires = current.get("expires_at")
+                if isinstance(expires, datetime) and expires > now:
+                    return LeaseGrant(False, str(current.get("holder")), expires)
+                self.round_trips += 1
+                result = self._ref.update(
+                    data,
+                    option=self._client.write_option(last_update_time=snap.update_time),
+                    **self._kw(),
+                )
+        except (gexc.AlreadyExists, gexc.Conflict, gexc.FailedPrecondition):
+            return LeaseGrant(False, "another run (taken concurrently)", None)
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            raise StoreUnavailable(f"lease: {describe_google_error(exc)}") from None
+        self.writes += 1
+        return LeaseGrant(True, run_id, expires_at, result.update_time)
+
+    def release(self, grant: LeaseGrant) -> None:
+        if not grant.acquired:
+            return
+        try:
+            self.round_trips += 1
+            self._ref.delete(
+                option=self._client.write_option(last_update_time=grant.token), **self._kw()
+            )
+            self.writes += 1
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            log.warning("lease was taken over before release (the run outlived its lease)")
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            # It expires by itself; the next run waits at most the lease duration.
+            log.warning("could not release the lease: %s", describe_google_error(exc))
+
+
+class RunLog(_Base):
+    """Stores every non-dry run's report for audit; ``expire_at`` is the TTL field."""
+
+    def __init__(
+        self,
+        client: firestore.Client,
+        scope: str,
+        retention: timedelta,
+        timeouts: FirestoreTimeouts | None = None,
+    ) -> None:
+        super().__init__(client, scope, timeouts)
+        self._retention = retention
+
+    def record(self, run_id: str, report: Mapping[str, Any], now: datetime) -> None:
+        doc = {
+            "scope": self._scope,
+            "report": dict(report),
+            "status": report.get("status"),
+            "started_at": now,
+            "expire_at": now + self._retention,
+        }
+        try:
+            self.round_trips += 1
+            self._client.collection(RUNS_COLLECTION).document(run_id).set(doc, **self._kw())
+            self.writes += 1
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            raise StoreUnavailable(f"run log: {describe_google_error(exc)}") from None
+
+    def recent(self, limit: int = 10) -> Sequence[dict[str, Any]]:
+        query = (
+            self._client.collection(RUNS_COLLECTION)
+            .where(filter=firestore.FieldFilter("scope", "==", self._scope))
+            .limit(limit)
+        )
+        return [d.to_dict() or {} for d in query.stream(**self._kw())]

@@ -1,0 +1,53 @@
+"""The public entry for callers that reconcile before doing anything else (the signal job).
+
+``reconcile_at_startup`` is advisory by default: a failed run is logged (and alerted by the
+reconciler) and the caller goes on. With ``strict`` (or ``RECONCILER_STRICT_STARTUP=true``) it
+tells the caller to stop before trading when the run failed or left unverified zombies, because
+then the book the job is about to trade on is not known to be right.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from crypto_signals.config import ConfigError, Settings, load_settings
+from crypto_signals.domain.schemas import ReconciliationReport, RunStatus
+from crypto_signals.engine.reconciler import StateReconciler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StartupDecision:
+    proceed: bool
+    reason: str
+    report: ReconciliationReport | None
+
+
+def reconcile_at_startup(
+    settings: Settings | None = None,
+    *,
+    strict: bool | None = None,
+    reconciler: StateReconciler | None = None,
+) -> StartupDecision:
+    """Reconcile once; say whether the caller may go on trading."""
+    try:
+        settings = settings or load_settings()
+    except ConfigError as exc:
+        strict_mode = bool(strict)
+        log.error("startup reconciliation not run: %s", exc)
+        return StartupDecision(not strict_mode, f"configuration invalid: {exc}", None)
+    strict_mode = settings.reconciler_strict_startup if strict is None else strict
+    report = (reconciler or StateReconciler.from_settings(settings)).reconcile()
+    if report.status is RunStatus.FAILED:
+        reason = "reconciliation failed: " + "; ".join(report.errors or report.critical_issues)
+    elif report.unverified_zombies:
+        reason = f"{len(report.unverified_zombies)} unverified zombie(s) kept OPEN"
+    else:
+        return StartupDecision(True, f"reconciliation {report.status.value}", report)
+    if strict_mode:
+        log.error("strict startup: stopping before trading: %s", reason)
+        return StartupDecision(False, reason, report)
+    log.warning("advisory startup reconciliation: %s; continuing", reason)
+    return StartupDecision(True, reason, report)
