@@ -23,7 +23,8 @@ class TimeoutSession(requests.Session):
             total=retries,
             connect=retries,
             # A read timeout means the broker may be hung: retrying it would multiply the wait.
-            read=0,
+            # False (not 0) re-raises the timeout itself, so it surfaces as a requests Timeout.
+            read=False,
             status=retries,
             status_forcelist=(502, 503),
             allowed_methods=frozenset({"GET"}),
