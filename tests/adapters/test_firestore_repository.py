@@ -1,0 +1,203 @@
+"""The Firestore adapters against the real Firestore emulator."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from google.cloud import firestore
+
+from crypto_signals.domain.schemas import TradeStatus
+from crypto_signals.engine.alerts import AlertState, FindingKind, Notice
+from crypto_signals.engine.plan import Evidence, Heal
+from crypto_signals.engine.ports import HealOutcome
+from crypto_signals.repository.firestore import PositionRepository
+from crypto_signals.repository.reconciler_state import (
+    RUNS_COLLECTION,
+    AlertStateStore,
+    RunLease,
+    RunLog,
+)
+from crypto_signals.sandbox.scenarios import position_doc
+
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+COLL = "test_positions"
+
+
+def seed(db: firestore.Client, *docs: dict[str, object]) -> None:
+    for doc in docs:
+        db.collection(COLL).document(str(doc["position_id"])).set(doc)
+
+
+def heal_for(pid: str, symbol: str = "ETH/USD") -> Heal:
+    return Heal(
+        position_id=pid,
+        symbol=symbol,
+        exit_fill_price=Decimal("3150.25"),
+        exit_time=T0 + timedelta(hours=2),
+        exit_order_id="order-123",
+        realized_pnl_usd=Decimal("300.5"),
+        realized_pnl_pct=Decimal("5.008333333"),
+        trade_duration_seconds=7200,
+        evidence=Evidence.CLOSING_FILL,
+        evidence_order_ids=("order-123",),
+    )
+
+
+def test_reads_only_open_positions_in_one_query(db: firestore.Client) -> None:
+    seed(
+        db,
+        position_doc("p-open", "BTC/USD", 0.5, 60000, created_at=T0),
+        position_doc("p-closed", "ETH/USD", 1, 3000, created_at=T0, status="CLOSED"),
+    )
+    db.collection("live_positions").document("p-prod").set(
+        position_doc("p-prod", "SOL/USD", 1, 100, created_at=T0)
+    )
+    repo = PositionRepository(db, COLL)
+    state = repo.get_open_positions()
+    assert [p.position_id for p in state.positions] == ["p-open"]
+    assert state.positions[0].created_at == T0
+    assert state.malformed == ()
+    assert repo.counters().round_trips == 1
+
+
+def test_a_malformed_document_is_named_and_the_rest_is_read(db: firestore.Client) -> None:
+    good = position_doc("p-good", "BTC/USD", 0.5, 60000, created_at=T0)
+    bad_qty = {**position_doc("p-bad-qty", "BTC/USD", 0.5, 60000, created_at=T0), "qty": "lots"}
+    bad_side = position_doc("p-bad-side", "BTC/USD", 0.5, 60000, created_at=T0, side="hold")
+    no_symbol = position_doc("p-no-symbol", "BTC/USD", 0.5, 60000, created_at=T0)
+    del no_symbol["symbol"]
+    seed(db, good, bad_qty, bad_side, no_symbol)
+
+    state = PositionRepository(db, COLL).get_open_positions()
+
+    assert [p.position_id for p in state.positions] == ["p-good"]
+    named = {i.key: i.detail for i in state.malformed}
+    assert set(named) == {"p-bad-qty", "p-bad-side", "p-no-symbol"}
+    assert "qty" in named["p-bad-qty"]
+    assert "side" in named["p-bad-side"]
+    assert "symbol" in named["p-no-symbol"]
+    assert "lots" not in named["p-bad-qty"]  # values are not echoed
+
+
+def test_heal_is_field_level_and_unknown_fields_survive(db: firestore.Client) -> None:
+    seed(db, position_doc("p-eth", "ETH/USD", 2.0, 3000, created_at=T0, custom_flag="keep-me"))
+    repo = PositionRepository(db, COLL)
+    repo.get_open_positions()
+
+    results = repo.apply_heals([heal_for("p-eth")], run_id="run-1", now=T0 + timedelta(hours=3))
+
+    assert [r.outcome for r in results] == [HealOutcome.APPLIED]
+    doc = db.collection(COLL).document("p-eth").get().to_dict() or {}
+    assert doc["status"] == TradeStatus.CLOSED.value
+    assert doc["exit_reason"] == "CLOSED_EXTERNALLY"
+    assert doc["exit_fill_price"] == 3150.25
+    assert doc["exit_order_id"] == "order-123"
+    assert doc["realized_pnl_usd"] == 300.5
+    assert doc["trade_duration_seconds"] == 7200
+    assert doc["exit_time"] == T0 + timedelta(hours=2)
+    assert doc["reconciler"]["run_id"] == "run-1"
+    assert doc["reconciler"]["alert_pending"] is True
+    # Untouched: fields the reconciler does not own.
+    assert doc["custom_flag"] == "keep-me"
+    assert doc["strategy_meta"] == {"pattern": "BULL_FLAG", "confidence": 0.82}
+    assert doc["entry_fill_price"] == 3000
+    assert doc["created_at"] == T0
+
+
+def test_a_document_changed_after_the_read_is_not_overwritten(db: firestore.Client) -> None:
+    seed(
+        db,
+        position_doc("p-a", "ETH/USD", 1, 3000, created_at=T0),
+        position_doc("p-b", "ETH/USD", 1, 3000, created_at=T0),
+        position_doc("p-c", "ETH/USD", 1, 3000, created_at=T0),
+    )
+    repo = PositionRepository(db, COLL)
+    repo.get_open_positions()
+    # The signal job closes p-b itself between our read and our write.
+    db.collection(COLL).document("p-b").update({"status": "CLOSED", "exit_reason": "TP1"})
+
+    results = {
+        r.position_id: r.outcome
+        for r in repo.apply_heals(
+            [heal_for("p-a"), heal_for("p-b"), heal_for("p-c")], run_id="run-1", now=T0
+        )
+    }
+
+    assert results == {
+        "p-a": HealOutcome.APPLIED,
+        "p-b": HealOutcome.CONFLICT,
+        "p-c": HealOutcome.APPLIED,
+    }
+    assert db.collection(COLL).document("p-b").get().to_dict()["exit_reason"] == "TP1"  # type: ignore[index]
+
+
+def test_heals_are_batched(db: firestore.Client) -> None:
+    docs = [position_doc(f"p-{i:03d}", "ETH/USD", 1, 3000, created_at=T0) for i in range(450)]
+    batch = db.batch()
+    for d in docs[:400]:
+        batch.set(db.collection(COLL).document(str(d["position_id"])), d)
+    batch.commit()
+    seed(db, *docs[400:])
+    repo = PositionRepository(db, COLL, batch_size=200)
+    repo.get_open_positions()
+    before = repo.counters().round_trips
+
+    results = repo.apply_heals([heal_for(str(d["position_id"])) for d in docs], run_id="r", now=T0)
+
+    assert all(r.outcome is HealOutcome.APPLIED for r in results)
+    assert repo.counters().round_trips - before == 3  # ceil(450 / 200)
+
+
+def test_unannounced_heals_outbox(db: firestore.Client) -> None:
+    seed(db, position_doc("p-eth", "ETH/USD", 2.0, 3000, created_at=T0))
+    repo = PositionRepository(db, COLL)
+    repo.get_open_positions()
+    repo.apply_heals([heal_for("p-eth")], run_id="run-1", now=T0)
+
+    pending = repo.get_unannounced_heals()
+    assert [p["position_id"] for p in pending] == ["p-eth"]
+    repo.mark_announced(["p-eth"])
+    assert repo.get_unannounced_heals() == []
+
+
+def test_alert_states_round_trip_per_scope(db: firestore.Client) -> None:
+    state = AlertState(
+        finding_id="orphan:SOLUSD",
+        kind=FindingKind.ORPHAN,
+        key="SOLUSD",
+        fingerprint="long:40",
+        line="SOL/USD long 40",
+        active=True,
+        first_seen_at=T0,
+        last_alerted_at=None,
+        pending=Notice.NEW,
+    )
+    AlertStateStore(db, COLL, None).save([state])
+    assert AlertStateStore(db, COLL, None).load() == {"orphan:SOLUSD": state}
+    assert AlertStateStore(db, "live_positions", None).load() == {}
+
+
+def test_lease_is_exclusive_and_expires(db: firestore.Client) -> None:
+    lease = RunLease(db, COLL, timedelta(minutes=10))
+    first = lease.acquire("run-1", T0)
+    second = lease.acquire("run-2", T0 + timedelta(minutes=1))
+    assert first.acquired
+    assert not second.acquired
+    assert second.holder == "run-1"
+    # The holder crashed: after expiry the next run takes over.
+    third = lease.acquire("run-3", T0 + timedelta(minutes=11))
+    assert third.acquired
+    # The crashed holder's release must not free the new holder's lease.
+    lease.release(first)
+    assert not lease.acquire("run-4", T0 + timedelta(minutes=12)).acquired
+    lease.release(third)
+    assert lease.acquire("run-5", T0 + timedelta(minutes=12)).acquired
+
+
+def test_run_log_stores_report_with_ttl_field(db: firestore.Client) -> None:
+    RunLog(db, COLL, timedelta(days=30)).record("run-9", {"status": "ok", "zombies": []}, T0)
+    doc = db.collection(RUNS_COLLECTION).document("run-9").get().to_dict() or {}
+    assert doc["report"] == {"status": "ok", "zombies": []}
+    assert doc["expire_at"] == T0 + timedelta(days=30)
+    assert doc["scope"] == COLL
