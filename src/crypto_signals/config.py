@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     reconciler_qty_rel_tolerance: Decimal = Field(default=Decimal("0.003"), ge=0, le=Decimal("0.1"))
     reconciler_heal_limit: int = Field(default=25, ge=0)
     reconciler_realert_hours: float = Field(default=24.0, gt=0)
-    reconciler_lease_seconds: int = Field(default=600, ge=10)
+    reconciler_lease_seconds: int = Field(default=600, ge=2)
     reconciler_run_retention_days: int = Field(default=30, ge=1)
     reconciler_strict_startup: bool = False
     alpaca_timeout_seconds: float = Field(default=10.0, gt=0, le=60)

@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from google.cloud import firestore
-
 from crypto_signals.bootstrap import build_reconciler
 from crypto_signals.config import load_settings
 from crypto_signals.report_text import render_text
@@ -62,7 +60,7 @@ def run_demo(*, json_output: bool = False) -> int:
             }
         )
         settings = load_settings()
-        db = firestore.Client(project=emulator.project)
+        db = emulator.client()
         seed_demo(World(db, sim, settings.positions_collection), datetime.now(UTC))
         reconciler = build_reconciler(settings, client=db)
 

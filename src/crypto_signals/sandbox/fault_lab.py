@@ -1,0 +1,431 @@
+"""The fault matrix: each case breaks the broker, Discord or Firestore in one way, runs the real
+reconciler (same builder as production) against the stand-ins, and measures what matters to
+the people whose money it is:
+
+- false closes: positions closed without broker evidence (must be 0);
+- double heals: positions healed by more than one run (must be 0);
+- lost alerts: findings that were never announced once the fault was gone (must be 0);
+- duplicate alerts: a finding announced more than once (must be 0);
+- a clear error: a failed or degraded run says what was wrong.
+
+Used by ``tests/e2e/test_fault_suite.py`` (one test per case) and by
+``scripts/fault_matrix.py`` (prints the table for the README).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.cloud import firestore
+
+from crypto_signals.bootstrap import build_reconciler
+from crypto_signals.config import load_settings
+from crypto_signals.domain.schemas import ReconciliationReport
+from crypto_signals.sandbox.alpaca_sim import AlpacaSimulator, Fault
+from crypto_signals.sandbox.discord_sink import DiscordSink, SinkFault
+from crypto_signals.sandbox.firestore_emulator import FirestoreEmulator
+from crypto_signals.sandbox.scenarios import World, entry_order_id, position_doc
+
+LAB_KEY = "PKLABKEY0123456789"
+LAB_SECRET = "lab-secret-0123456789abcdefghij"  # noqa: S105 - the simulator's fake credential
+COLLECTION = "test_positions"
+
+# The standard book every case starts from.
+ZOMBIE = "sig-eth-zombie"  # closed by a manual sell: must be healed once
+NO_EVIDENCE = "sig-avax-noevidence"  # gone at the broker, no fill: must stay OPEN
+MATCHING = "sig-btc-matching"  # open in both places: must stay OPEN
+ORPHAN_SYMBOL = "SOL/USD"
+# How each expected announcement reads in a message (resolved notices are not counted).
+FINDING_MARKERS = {
+    "orphan": "SOL/USD long",
+    "unverified": f"position {NO_EVIDENCE} kept OPEN",
+    "heal": f"position {ZOMBIE}: exit",
+}
+
+
+@dataclass
+class Lab:
+    emulator: FirestoreEmulator
+    db: firestore.Client
+    sim: AlpacaSimulator
+    sink: DiscordSink
+    now: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    reports: list[ReconciliationReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return {
+            "ENVIRONMENT": "DEV",
+            "RECONCILER_ENABLED": "true",
+            "GOOGLE_CLOUD_PROJECT": self.emulator.project,
+            "FIRESTORE_EMULATOR_HOST": self.emulator.address,
+            "ALPACA_API_KEY": LAB_KEY,
+            "ALPACA_SECRET_KEY": LAB_SECRET,
+            "ALPACA_BASE_URL": self.sim.base_url,
+            "ALPACA_TIMEOUT_SECONDS": "2",
+            "ALPACA_MAX_RETRIES": "1",
+            "DISCORD_WEBHOOK_URL": self.sink.webhook_url,
+            "DISCORD_TIMEOUT_SECONDS": "1",
+            "FIRESTORE_TIMEOUT_SECONDS": "2",
+            **overrides,
+        }
+
+    def reset(self) -> None:
+        if not self.emulator.is_running():
+            self.emulator.start()
+        self.emulator.clear()
+        self.sim.reset()
+        self.sink.reset()
+        self.reports.clear()
+        self.notes.clear()
+
+    def seed(self) -> None:
+        world, now, hours = World(self.db, self.sim, COLLECTION), self.now, timedelta(hours=1)
+        world.position(position_doc(MATCHING, "BTC/USD", 0.5, 61000.0, created_at=now - 6 * hours))
+        self.sim.add_position("BTC/USD", "0.5", avg_entry_price="61000", current_price="62000")
+        world.position(position_doc(ZOMBIE, "ETH/USD", 2.0, 3000.0, created_at=now - 5 * hours))
+        self.sim.add_order(
+            symbol="ETH/USD",
+            side="buy",
+            qty="2",
+            id=entry_order_id(ZOMBIE),
+            client_order_id=ZOMBIE,
+            submitted_at=now - 5 * hours,
+            filled_at=now - 5 * hours,
+            filled_avg_price="3000",
+        )
+        self.sim.add_order(
+            symbol="ETH/USD",
+            side="sell",
+            qty="2",
+            submitted_at=now - hours,
+            filled_at=now - hours,
+            filled_avg_price="3150",
+        )
+        world.position(
+            position_doc(NO_EVIDENCE, "AVAX/USD", 100.0, 35.0, created_at=now - 8 * hours)
+        )
+        self.sim.add_position(ORPHAN_SYMBOL, "40", avg_entry_price="150", current_price="152")
+
+    def run(self, **overrides: str) -> ReconciliationReport:
+        settings = load_settings(self.env(**overrides))
+        report = build_reconciler(settings, client=self.db).reconcile()
+        self.reports.append(report)
+        return report
+
+    def run_concurrently(self, n: int) -> list[ReconciliationReport]:
+        """n runs at the same moment, each with its own clients, as n instances would."""
+        barrier = threading.Barrier(n)
+        out: list[ReconciliationReport] = []
+        lock = threading.Lock()
+
+        def one() -> None:
+            reconciler = build_reconciler(
+                load_settings(self.env()),
+                client=firestore.Client(project=self.emulator.project),
+            )
+            barrier.wait()
+            report = reconciler.reconcile()
+            with lock:
+                out.append(report)
+
+        threads = [threading.Thread(target=one) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        self.reports.extend(out)
+        return out
+
+    def doc(self, pid: str) -> dict[str, Any]:
+        return self.db.collection(COLLECTION).document(pid).get().to_dict() or {}
+
+    # -- what a case is judged on ---------------------------------------------------------------
+
+    def outcome(self) -> Outcome:
+        closed = {
+            pid
+            for pid in (ZOMBIE, NO_EVIDENCE, MATCHING)
+            if self.doc(pid).get("status") == "CLOSED"
+        }
+        heals_per_position = Counter(
+            h.position_id for r in self.reports for h in r.healed if not r.dry_run
+        )
+        text = "\n".join(_message_text(m) for m in self.sink.messages)
+        announcements = {
+            name: sum(_message_text(m, resolved=False).count(marker) for m in self.sink.messages)
+            for name, marker in FINDING_MARKERS.items()
+        }
+        return Outcome(
+            statuses=tuple(r.status.value for r in self.reports),
+            closes=len(closed),
+            false_closes=len(closed - {ZOMBIE}),
+            double_heals=sum(1 for c in heals_per_position.values() if c > 1),
+            messages=len(self.sink.messages),
+            announcements=announcements,
+            errors=tuple(e for r in self.reports for e in r.errors),
+            zombie_healed=ZOMBIE in closed,
+            text=text,
+            notes=tuple(self.notes),
+        )
+
+
+def _message_text(payload: dict[str, Any], *, resolved: bool = True) -> str:
+    parts = [str(payload.get("content", ""))]
+    for embed in payload.get("embeds", []):
+        if not resolved and str(embed.get("title", "")).startswith("Resolved"):
+            continue
+        parts.append(str(embed.get("title", "")))
+        parts.append(str(embed.get("description", "")))
+    return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    statuses: tuple[str, ...]
+    closes: int
+    false_closes: int
+    double_heals: int
+    messages: int
+    announcements: dict[str, int]
+    errors: tuple[str, ...]
+    zombie_healed: bool
+    text: str
+    notes: tuple[str, ...] = ()
+
+    def duplicate_alerts(self) -> int:
+        return sum(max(0, n - 1) for n in self.announcements.values())
+
+    def lost_alerts(self, expect: tuple[str, ...]) -> int:
+        return sum(1 for name in expect if self.announcements.get(name, 0) == 0)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    description: str
+    act: Callable[[Lab], None]
+    # After the fault is gone (the last run is healthy), these must have been announced once.
+    expect_announced: tuple[str, ...] = ("orphan", "unverified", "heal")
+    expect_zombie_healed: bool = True
+    # A substring every failed/degraded run's errors must contain (the "clear error").
+    error_mentions: str | None = None
+
+
+def _broker_fault(endpoint: str, fault: Fault, mentions: str) -> Callable[[Lab], None]:
+    def act(lab: Lab) -> None:
+        lab.sim.inject_fault(endpoint, fault)
+        started = time.monotonic()
+        failed = lab.run()
+        lab.notes.append(f"failed run took {time.monotonic() - started:.1f}s")
+        assert failed.status.value == "failed", failed.status
+        assert lab.doc(ZOMBIE)["status"] == "OPEN"  # nothing healed on a failed read
+        lab.sim.clear_faults()
+        lab.run()  # the broker is back: the next scheduled run does the work
+
+    return act
+
+
+def _closed_orders_fail(lab: Lab) -> None:
+    # Faults are served in order: the open-orders call passes, the history listing fails.
+    lab.sim.inject_fault("orders", Fault(kind="delay", seconds=0.0, times=1))
+    lab.sim.inject_fault("orders", Fault(kind="status", status=500, times=None))
+    failed = lab.run()
+    assert failed.status.value == "failed", failed.status
+    assert lab.doc(ZOMBIE)["status"] == "OPEN"
+    lab.sim.clear_faults()
+    lab.run()
+
+
+def _discord_fault(fault: SinkFault) -> Callable[[Lab], None]:
+    def act(lab: Lab) -> None:
+        lab.sink.inject_fault(fault)
+        first = lab.run()
+        assert lab.doc(ZOMBIE)["status"] == "CLOSED"  # heals do not wait for Discord
+        lab.notes.append(f"first run: {first.status.value}")
+        lab.sink.clear_faults()
+        lab.run()
+        lab.run()  # a third run must not repeat anything
+
+    return act
+
+
+def _short_page(lab: Lab) -> None:
+    # Many closed orders so that the zombie's closing sell lies in the part that is cut off.
+    for i in range(40):
+        at = lab.now - timedelta(hours=4, minutes=-i)
+        lab.sim.add_order(
+            symbol="ETH/USD",
+            side="buy",
+            qty="0.01",
+            submitted_at=at,
+            filled_at=at,
+            filled_avg_price="3000",
+        )
+    lab.sim.inject_fault("orders", Fault(kind="short_page", times=None))
+    lab.run()
+    lab.sim.clear_faults()
+    lab.run()
+
+
+def _firestore_down(lab: Lab) -> None:
+    # Firestore disappears while the run waits on the broker: nothing may be half-written.
+    lab.sim.inject_fault("orders", Fault(kind="delay", seconds=1.5, times=1))
+    stopper = threading.Timer(0.3, lab.emulator.stop)
+    stopper.start()
+    report = lab.run()
+    stopper.join()
+    lab.notes.append(f"run with Firestore gone: {report.status.value}, {report.errors[:1]}")
+    assert report.status.value in ("failed", "issues")
+    lab.emulator.start()
+    # The emulator keeps no data across restarts: re-seed and show the next run recovers.
+    lab.sim.reset()
+    lab.sink.reset()
+    lab.reports.clear()
+    lab.seed()
+    lab.run()
+
+
+def _concurrent(n: int) -> Callable[[Lab], None]:
+    def act(lab: Lab) -> None:
+        reports = lab.run_concurrently(n)
+        ran = [r for r in reports if r.status.value != "skipped"]
+        lab.notes.append(f"{len(ran)} of {n} ran, {n - len(ran)} skipped (lease)")
+        lab.run()
+
+    return act
+
+
+def _crash_between_heal_and_message(lab: Lab) -> None:
+    """A real crash: the CLI process is killed after its heal is written, before Discord."""
+    lab.sink.inject_fault(SinkFault(kind="hang", seconds=30, times=None))
+    env = {**os.environ, **lab.env(RECONCILER_LEASE_SECONDS="3", DISCORD_TIMEOUT_SECONDS="20")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crypto_signals.cli", "reconcile", "--json"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while lab.doc(ZOMBIE).get("status") != "CLOSED":
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise AssertionError("the run never healed before it ended")
+            time.sleep(0.05)
+        # Wait until it is stuck on Discord (the sink saw the POST), then kill -9.
+        while not lab.sink.attempts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lab.notes.append("killed mid-notification")
+    lab.sink.reset()  # the hung POST never reached anyone
+    time.sleep(3.2)  # the crashed run's lease expires
+    lab.run(RECONCILER_LEASE_SECONDS="3")
+    lab.run(RECONCILER_LEASE_SECONDS="3")
+
+
+def _repeat(lab: Lab) -> None:
+    for _ in range(3):
+        lab.run()
+
+
+CASES: tuple[Case, ...] = (
+    Case("healthy, three runs", "no fault; runs repeat", _repeat),
+    Case(
+        "broker 500 on positions",
+        "persistent HTTP 500",
+        _broker_fault("positions", Fault(kind="status", status=500), "HTTP 500"),
+        error_mentions="HTTP 500",
+    ),
+    Case(
+        "broker 429 storm",
+        "429 on every call, beyond alpaca-py's retries",
+        _broker_fault("positions", Fault(kind="rate_limit", retry_after=0), "HTTP 429"),
+        error_mentions="HTTP 429",
+    ),
+    Case(
+        "broker hangs",
+        "positions never answer",
+        _broker_fault("positions", Fault(kind="hang", seconds=30), "timed out"),
+        error_mentions="timed out",
+    ),
+    Case(
+        "malformed positions body",
+        "200 with non-JSON",
+        _broker_fault("positions", Fault(kind="malformed"), "not JSON"),
+        error_mentions="not JSON",
+    ),
+    Case(
+        "truncated open-orders body",
+        "200 with half a JSON document",
+        _broker_fault("orders", Fault(kind="truncated", times=1), "not JSON"),
+        error_mentions="not JSON",
+    ),
+    Case(
+        "wrong-shape account",
+        "200 with required fields missing",
+        _broker_fault("account", Fault(kind="wrong_shape"), "unexpected response"),
+        error_mentions="unexpected response",
+    ),
+    Case(
+        "closed-orders listing fails",
+        "open orders fine, order history 500",
+        _closed_orders_fail,
+        error_mentions="orders?status=closed: HTTP 500",
+    ),
+    Case("pagination stops short", "order history pages silently cut in half", _short_page),
+    Case(
+        "Discord 500",
+        "webhook answers 500 on every attempt",
+        _discord_fault(SinkFault(kind="status", status=500, times=None)),
+        error_mentions="Discord delivery failed",
+    ),
+    Case(
+        "Discord 429 storm",
+        "retry_after beyond the client's budget",
+        _discord_fault(SinkFault(kind="rate_limit", retry_after=60, times=None)),
+        error_mentions="Discord delivery failed",
+    ),
+    Case(
+        "Discord 429 once",
+        "one 429 with a short retry_after",
+        _discord_fault(SinkFault(kind="rate_limit", retry_after=0.2, times=1)),
+    ),
+    Case(
+        "Discord timeout",
+        "webhook hangs",
+        _discord_fault(SinkFault(kind="hang", seconds=5, times=None)),
+        error_mentions="Discord delivery failed",
+    ),
+    Case(
+        "Firestore stops mid-run",
+        "emulator killed while the run waits on the broker",
+        _firestore_down,
+    ),
+    Case("2 concurrent runs", "two runs at the same moment", _concurrent(2)),
+    Case("8 concurrent runs", "eight runs at the same moment", _concurrent(8)),
+    Case(
+        "crash between heal and message",
+        "process killed after the heal, before Discord",
+        _crash_between_heal_and_message,
+    ),
+)
+
+
+def run_case(lab: Lab, case: Case) -> Outcome:
+    lab.reset()
+    lab.seed()
+    case.act(lab)
+    return lab.outcome()
