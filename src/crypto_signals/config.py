@@ -58,7 +58,12 @@ class Settings(BaseSettings):
         return value.strip().upper() or "DEV"
 
     @field_validator(
-        "alpaca_base_url", "discord_webhook_url", "firestore_emulator_host", mode="before"
+        "alpaca_base_url",
+        "discord_webhook_url",
+        "firestore_emulator_host",
+        "reconciler_enabled",
+        "log_format",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:

@@ -9,6 +9,7 @@ then the book the job is about to trade on is not known to be right.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from crypto_signals.config import ConfigError, Settings, load_settings
@@ -35,7 +36,9 @@ def reconcile_at_startup(
     try:
         settings = settings or load_settings()
     except ConfigError as exc:
-        strict_mode = bool(strict)
+        # Settings did not load, but a strict job must still stop: read the flag on its own.
+        flag = os.environ.get("RECONCILER_STRICT_STARTUP", "").strip().lower()
+        strict_mode = strict if strict is not None else flag in ("1", "true", "yes", "on")
         log.error("startup reconciliation not run: %s", exc)
         return StartupDecision(not strict_mode, f"configuration invalid: {exc}", None)
     strict_mode = settings.reconciler_strict_startup if strict is None else strict
