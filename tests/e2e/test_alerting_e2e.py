@@ -1,0 +1,115 @@
+"""Alerts the team keeps reading: one message per run, deduplicated, resolved, within limits."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pytest
+
+from crypto_signals.engine.reconciler import StateReconciler
+from crypto_signals.notifications.discord_render import validate_payload
+from crypto_signals.sandbox.discord_sink import DiscordSink
+from crypto_signals.sandbox.scenarios import World, position_doc
+
+Build = Callable[..., StateReconciler]
+H = timedelta(hours=1)
+
+
+def texts(sink: DiscordSink) -> list[str]:
+    out = []
+    for message in sink.messages:
+        parts = [str(message.get("content", ""))]
+        for embed in message.get("embeds", []):
+            parts += [str(embed.get("title", "")), str(embed.get("description", ""))]
+        out.append("\n".join(parts))
+    return out
+
+
+def test_orphan_lifecycle_new_quiet_changed_resolved(
+    world: World, sink: DiscordSink, make_reconciler: Build
+) -> None:
+    world.sim.add_position("SOL/USD", "40", current_price="150")
+
+    make_reconciler().reconcile()
+    make_reconciler().reconcile()  # nothing new: no message
+    assert len(sink.messages) == 1
+    assert "SOL/USD long 40" in texts(sink)[0]
+
+    world.sim.add_position("SOL/USD", "55", current_price="150")
+    make_reconciler().reconcile()
+    assert len(sink.messages) == 2
+    assert "(changed) SOL/USD long 55" in texts(sink)[1]
+
+    world.sim.remove_position("SOL/USD")
+    make_reconciler().reconcile()
+    assert len(sink.messages) == 3
+    assert "Resolved" in texts(sink)[2]
+    assert "SOL/USD" in texts(sink)[2]
+
+    make_reconciler().reconcile()
+    assert len(sink.messages) == 3
+
+
+def test_unchanged_finding_is_repeated_after_the_interval(
+    world: World, sink: DiscordSink, make_reconciler: Build
+) -> None:
+    world.sim.add_position("SOL/USD", "40", current_price="150")
+    interval = {"RECONCILER_REALERT_HOURS": str(1.0 / 3600)}  # one second
+
+    make_reconciler(**interval).reconcile()
+    make_reconciler(**interval).reconcile()
+    assert len(sink.messages) == 1
+    time.sleep(1.2)
+    make_reconciler(**interval).reconcile()
+
+    assert len(sink.messages) == 2
+    assert "reminder" in texts(sink)[1]
+
+
+def test_many_findings_stay_within_discord_limits(
+    world: World, sink: DiscordSink, make_reconciler: Build, now: datetime
+) -> None:
+    for i in range(300):
+        world.sim.add_position(f"COIN{i:03d}/USD", "1000", current_price="5")
+    docs = [
+        position_doc(f"u-{i:03d}", f"GONE{i:03d}/USD", 1.0, 10.0, created_at=now - 5 * H)
+        for i in range(200)
+    ]
+    world.positions(docs)
+
+    report = make_reconciler().reconcile()
+
+    assert len(report.orphans) == 300
+    assert len(report.unverified_zombies) == 200
+    # The sink answers 400 like Discord to any payload over the limits: none was refused.
+    assert all(status in (200, 204) for status, _ in sink.attempts)
+    assert 1 <= len(sink.messages) <= 5
+    for payload in sink.messages:
+        assert validate_payload(payload) == []
+    assert "more lines not shown" in "\n".join(texts(sink))
+
+
+def test_no_message_when_nothing_needs_saying(
+    world: World, sink: DiscordSink, make_reconciler: Build, now: datetime
+) -> None:
+    world.position(position_doc("m-1", "BTC/USD", 0.5, 60000.0, created_at=now - 5 * H))
+    world.sim.add_position("BTC/USD", "0.5", current_price="60000")
+    report = make_reconciler().reconcile()
+    assert report.status.value == "ok"
+    assert sink.attempts == []
+
+
+def test_without_a_webhook_alerts_are_logged(
+    world: World, sink: DiscordSink, make_reconciler: Build, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.sim.add_position("SOL/USD", "40", current_price="150")
+    with caplog.at_level(logging.WARNING):
+        make_reconciler(DISCORD_WEBHOOK_URL="").reconcile()
+    assert any(
+        "DISCORD_WEBHOOK_URL unset" in r.getMessage() and "SOL/USD" in r.getMessage()
+        for r in caplog.records
+    )
+    assert sink.attempts == []
