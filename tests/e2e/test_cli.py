@@ -132,3 +132,33 @@ def test_secrets_never_appear_in_any_output_of_a_failing_run(
     )
     for secret in secrets:
         assert secret not in stored
+
+
+def test_json_logs_carry_severity_message_and_run_id_on_every_line(
+    world: World, env: dict[str, str], now: datetime
+) -> None:
+    world.position(position_doc("j-1", "ETH/USD", 1.0, 100.0, created_at=now - 5 * H))
+    world.sim.add_order(
+        symbol="ETH/USD",
+        side="sell",
+        qty="1",
+        submitted_at=now - H,
+        filled_at=now - H,
+        filled_avg_price="110",
+    )
+    world.sim.add_position("SOL/USD", "40", current_price="150")
+
+    done = cli({**env, "LOG_FORMAT": "json"}, "--json")
+
+    run_id = json.loads(done.stdout)["run_id"]
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    assert lines
+    for line in lines:
+        assert line["severity"] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        assert line["message"]
+        assert line["run_id"] == run_id
+    events = {line.get("event") for line in lines}
+    assert {"position_healed", "orphan_detected", "run_finished"} <= events
+    [finished] = [line for line in lines if line.get("event") == "run_finished"]
+    assert finished["status"] == "issues"
+    assert finished["healed_count"] == 1

@@ -295,3 +295,30 @@ def test_runs_are_recorded_with_ttl_but_dry_runs_are_not(
     record = runs[real.run_id]
     assert record["report"]["reconciled_count"] == 1
     assert record["expire_at"] > now + timedelta(days=29)
+
+
+def test_unreadable_firestore_fails_the_run_and_touches_nothing(
+    world: World,
+    env: dict[str, str],
+    sink: DiscordSink,
+    now: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from crypto_signals.bootstrap import build_reconciler
+    from crypto_signals.config import load_settings
+    from crypto_signals.sandbox.firestore_emulator import free_port
+
+    world.sim.add_position("SOL/USD", "40", current_price="150")
+    # A client whose Firestore is not there (nothing listens on that port).
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
+    dead = firestore.Client(project=env["GOOGLE_CLOUD_PROJECT"])
+    settings = load_settings({**env, "FIRESTORE_TIMEOUT_SECONDS": "1"})
+
+    report = build_reconciler(settings, client=dead).reconcile()
+
+    assert report.status is RunStatus.FAILED
+    assert any("store_unavailable" in e or "lease" in e for e in report.errors), report.errors
+    assert report.healed == []
+    assert report.orphans == []  # nothing is decided without Firestore
+    assert world.sim.count("positions") == 0  # it stopped before asking the broker
+    assert sink.attempts == []
