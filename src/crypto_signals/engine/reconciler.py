@@ -230,11 +230,23 @@ class StateReconciler:
                     f"{result.detail}"
                 )
 
-    def _notify(self, run: _Run, plan: Plan, extra: list[Finding] | None = None) -> None:
-        """Announce what is new, through the outbox, and clear it only after delivery."""
+    def _notify(
+        self,
+        run: _Run,
+        plan: Plan,
+        extra: list[Finding] | None = None,
+        only: frozenset[FindingKind] | None = None,
+    ) -> None:
+        """Announce what is new, through the outbox, and clear it only after delivery.
+
+        ``only`` limits the decision to some kinds of finding: a failed run knows nothing about
+        orphans or drift, so it must neither announce nor "resolve" them.
+        """
         try:
             heals = self._store.get_unannounced_heals()
             states = self._alerts.load() if self._alerts else {}
+            if only is not None:
+                states = {k: v for k, v in states.items() if v.kind in only}
             decision = decide_alerts(
                 words.findings_of(plan) + (extra or []), states, run.started, self._realert_after
             )
@@ -284,7 +296,7 @@ class StateReconciler:
             return  # without Firestore there is no dedup: Cloud Monitoring alerts instead
         finding = Finding(FindingKind.RUN_FAILED, kind.value, kind.value, f"{detail}")
         try:
-            self._notify(run, Plan(), extra=[finding])
+            self._notify(run, Plan(), extra=[finding], only=frozenset({FindingKind.RUN_FAILED}))
         except Exception:
             log.exception("could not alert the failure")
 

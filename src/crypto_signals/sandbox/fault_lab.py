@@ -235,6 +235,22 @@ def _broker_fault(endpoint: str, fault: Fault, mentions: str) -> Callable[[Lab],
     return act
 
 
+def _fails_after_alerts(lab: Lab) -> None:
+    # Findings were announced; then the broker fails. The failed run knows nothing of them:
+    # it must not call them resolved, and recovery must not announce them again.
+    lab.run()
+    lab.sim.inject_fault("positions", Fault(kind="status", status=502))
+    failed = lab.run()
+    assert failed.status.value == "failed", failed.status
+    assert not any("Resolved" in _message_text(m) for m in lab.sink.messages)
+    lab.sim.clear_faults()
+    lab.run()
+    resolved = [m for m in lab.sink.messages if "Resolved" in _message_text(m)]
+    assert all(
+        "SOL/USD" not in _message_text(m, resolved=True).split("Resolved", 1)[1] for m in resolved
+    )
+
+
 def _closed_orders_fail(lab: Lab) -> None:
     # Faults are served in order: the open-orders call passes, the history listing fails.
     lab.sim.inject_fault("orders", Fault(kind="delay", seconds=0.0, times=1))
@@ -378,6 +394,12 @@ CASES: tuple[Case, ...] = (
         "200 with required fields missing",
         _broker_fault("account", Fault(kind="wrong_shape"), "unexpected response"),
         error_mentions="unexpected response",
+    ),
+    Case(
+        "broker fails after alerts went out",
+        "a 502 run between two healthy runs",
+        _fails_after_alerts,
+        error_mentions="HTTP 502",
     ),
     Case(
         "closed-orders listing fails",
