@@ -116,10 +116,9 @@ def decide_alerts(
         if fid in current:
             continue
         if state.active:
-            # Never announced (still pending NEW): nobody knows of it, so no "resolved" either.
-            owed_new = (
-                state.pending in (Notice.NEW, Notice.CHANGED) and state.last_alerted_at is None
-            )
+            # Its NEW notice never went out (this episode): nobody knows of it, so no
+            # "resolved" either. A pending CHANGED means the NEW was delivered: resolve it.
+            owed_new = state.pending is Notice.NEW
             resolved = replace(state, active=False, pending=None if owed_new else Notice.RESOLVED)
             writes.append(resolved)
             result[fid] = resolved

@@ -285,21 +285,28 @@ class _FillPool:
         return cls(fills, {o.id: o.filled_qty for o in fills})
 
 
+def _own_legs(position: Position) -> set[str]:
+    return {i for i in (position.tp_order_id, position.sl_order_id) if i}
+
+
 def _allocate(
-    position: Position, pool: _FillPool, policy: Policy
+    position: Position, pool: _FillPool, policy: Policy, reserved: frozenset[str]
 ) -> tuple[list[tuple[BrokerOrder, Decimal]], Decimal] | None:
     """Take fills covering the position's quantity from the pool; None leaves the pool intact.
 
     The position's own exit legs (its TP / SL order ids) are used first: they are exact
-    evidence. Other fills count only when they filled after the position's entry.
+    evidence. Other fills count only when they filled after the position's entry and are not
+    another position's own exit leg (``reserved``).
     """
     need = Decimal(str(position.qty))
     opened = position.filled_at or position.created_at
-    own = {i for i in (position.tp_order_id, position.sl_order_id) if i}
+    own = _own_legs(position)
 
     def eligible(order: BrokerOrder) -> bool:
         if order.id in own:
             return True
+        if order.id in reserved:
+            return False
         return opened is not None and order.filled_at is not None and order.filled_at > opened
 
     ordered = [o for o in pool.orders if o.id in own] + [o for o in pool.orders if o.id not in own]
@@ -399,10 +406,20 @@ def _decide_zombies(
 
     for (key, side), positions in sorted(by_group.items()):
         pool = _FillPool.build(o for o in orders if o.key == key and o.side == side)
-        # Oldest first: a fill after two entries is the earlier position's exit first.
-        positions.sort(key=lambda p: ((p.filled_at or p.created_at or now), p.position_id))
+        legs = {leg for p in positions for leg in _own_legs(p)}
+        filled = {o.id for o in pool.orders}
+        # Positions whose own exit leg filled go first (exact evidence); then oldest first: a
+        # fill after two entries is the earlier position's exit first.
+        positions.sort(
+            key=lambda p: (
+                not (_own_legs(p) & filled),
+                (p.filled_at or p.created_at or now),
+                p.position_id,
+            )
+        )
         for position in positions:
-            allocation = _allocate(position, pool, policy)
+            reserved = frozenset(legs - _own_legs(position))
+            allocation = _allocate(position, pool, policy, reserved)
             if allocation is not None:
                 decided.append(_heal_from_fills(position, *allocation))
             else:
