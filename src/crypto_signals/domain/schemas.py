@@ -7,7 +7,7 @@ These are the module homes of the original design (contract section 7): the sign
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -94,6 +94,15 @@ class Position(BaseModel):
     @classmethod
     def _reject_nan(cls, value: float | None, info: Any) -> float | None:
         return _finite(value, info.field_name)
+
+    @field_validator("filled_at", "created_at", "updated_at", "exit_time", "delete_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        # Firestore timestamps are always UTC-aware; a string without an offset is read as UTC
+        # rather than stopping the run on a naive/aware comparison.
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
     @field_validator("side", mode="before")
     @classmethod

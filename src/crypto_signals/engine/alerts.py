@@ -89,7 +89,8 @@ def decide_alerts(
         if state is None or not state.active:
             notice = Notice.NEW
         elif state.fingerprint != finding.fingerprint:
-            notice = Notice.CHANGED
+            # Changed before its NEW went out: it is still news, not a change to news.
+            notice = Notice.NEW if state.pending is Notice.NEW else Notice.CHANGED
         elif state.pending is not None and state.pending is not Notice.RESOLVED:
             notice = state.pending  # still owed from an earlier run
         elif state.last_alerted_at is None or now - state.last_alerted_at >= realert_after:

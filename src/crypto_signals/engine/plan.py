@@ -388,12 +388,27 @@ def _never_filled_heal(position: Position, entry: BrokerOrder) -> Heal:
     )
 
 
+def _claimed_orders(positions: Iterable[Position], orders: Iterable[BrokerOrder]) -> set[str]:
+    """Orders that belong to some open position: its entry order and its own exit legs.
+
+    Such an order is evidence only for its owner: a short's entry sell is not a long's exit,
+    and a young position's take-profit is not an older position's manual close.
+    """
+    positions = list(positions)
+    claimed = {leg for p in positions for leg in _own_legs(p)}
+    claimed |= {i for p in positions for i in p.entry_order_ids}
+    position_ids = {p.position_id for p in positions}
+    claimed |= {o.id for o in orders if o.client_order_id in position_ids}
+    return claimed
+
+
 def _decide_zombies(
     candidates: Sequence[Position],
     orders: Sequence[BrokerOrder],
     policy: Policy,
     now: datetime,
     evidence_complete: bool,
+    claimed: set[str],
 ) -> list[Heal | Unverified]:
     decided: list[Heal | Unverified] = []
     by_group: dict[tuple[str, str], list[Position]] = defaultdict(list)
@@ -406,7 +421,6 @@ def _decide_zombies(
 
     for (key, side), positions in sorted(by_group.items()):
         pool = _FillPool.build(o for o in orders if o.key == key and o.side == side)
-        legs = {leg for p in positions for leg in _own_legs(p)}
         filled = {o.id for o in pool.orders}
         # Positions whose own exit leg filled go first (exact evidence); then oldest first: a
         # fill after two entries is the earlier position's exit first.
@@ -418,7 +432,7 @@ def _decide_zombies(
             )
         )
         for position in positions:
-            reserved = frozenset(legs - _own_legs(position))
+            reserved = frozenset(claimed - _own_legs(position))
             allocation = _allocate(position, pool, policy, reserved)
             if allocation is not None:
                 decided.append(_heal_from_fills(position, *allocation))
@@ -473,7 +487,10 @@ def plan_reconciliation(
     actions: list[Action] = [*sorted(c.deferred, key=lambda d: d.position_id)]
     orders = sorted(closed.orders, key=lambda o: o.id)
 
-    zombie_decisions = _decide_zombies(c.zombie_candidates, orders, policy, now, closed.complete)
+    claimed = _claimed_orders(_reconcilable(store), orders)
+    zombie_decisions = _decide_zombies(
+        c.zombie_candidates, orders, policy, now, closed.complete, claimed
+    )
 
     # Drift candidates: an entry that never filled is exact evidence even on a held symbol.
     drift_heals: list[Heal] = []
