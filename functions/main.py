@@ -127,6 +127,9 @@ def reconcile_http(request: flask.Request) -> flask.Response:
     except ConfigError as exc:
         log.error("reconciler not built: %s", exc, extra={"event": "config_error"})
         return _json({"error": str(exc)}, 500)
+    except Exception as exc:  # noqa: BLE001 - e.g. no Google credentials: answer JSON, not HTML
+        log.error("reconciler not built: %s", type(exc).__name__, extra={"event": "build_error"})
+        return _json({"error": f"reconciler could not be built: {type(exc).__name__}"}, 500)
     report = reconciler.reconcile(dry_run=dry_run)
     # Only a failed run asks for a retry: "issues" is a completed run a person must look at.
     return _json(report.model_dump(mode="json"), 503 if report.status is RunStatus.FAILED else 200)

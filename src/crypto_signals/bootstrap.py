@@ -53,4 +53,5 @@ def build_reconciler(
         environment=settings.environment,
         enabled=settings.enabled,
         realert_after=timedelta(hours=settings.reconciler_realert_hours),
+        max_run_seconds=0.8 * settings.reconciler_lease_seconds,
     )

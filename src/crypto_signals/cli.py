@@ -50,7 +50,13 @@ def _json_logs_default() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging(json_format=_json_logs_default(), level=os.environ.get("LOG_LEVEL", "INFO"))
+    try:
+        configure_logging(
+            json_format=_json_logs_default(), level=os.environ.get("LOG_LEVEL", "INFO")
+        )
+    except ValueError:
+        print("crypto-signals: invalid configuration: LOG_LEVEL: unknown level", file=sys.stderr)
+        return EXIT_FAILED
     if args.command == "sandbox":
         from crypto_signals.sandbox.demo import run_demo
 
@@ -62,9 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     from crypto_signals.engine.reconciler import StateReconciler
 
-    report = StateReconciler.from_settings(settings).reconcile(
-        dry_run=args.dry_run, force=args.force
-    )
+    try:
+        reconciler = StateReconciler.from_settings(settings)
+    except Exception as exc:  # noqa: BLE001 - e.g. no Google credentials: exit 2, not a trace
+        print(f"crypto-signals: cannot build the reconciler: {type(exc).__name__}", file=sys.stderr)
+        return EXIT_FAILED
+    report = reconciler.reconcile(dry_run=args.dry_run, force=args.force)
     if args.json:
         print(json.dumps(report.model_dump(mode="json")))
     else:

@@ -42,7 +42,19 @@ def reconcile_at_startup(
         log.error("startup reconciliation not run: %s", exc)
         return StartupDecision(not strict_mode, f"configuration invalid: {exc}", None)
     strict_mode = settings.reconciler_strict_startup if strict is None else strict
-    report = (reconciler or StateReconciler.from_settings(settings)).reconcile()
+    try:
+        report = (reconciler or StateReconciler.from_settings(settings)).reconcile()
+    except Exception as exc:  # noqa: BLE001 - a job must get a decision, not a trace
+        reason = f"reconciler could not be built: {type(exc).__name__}"
+        log.error("startup reconciliation not run: %s", reason)
+        return StartupDecision(not strict_mode, reason, None)
+    if report.status is RunStatus.SKIPPED and settings.enabled:
+        # Another run holds the lease: the book is being checked, but not by us, not yet.
+        reason = "another reconciliation run holds the lease; this start was not reconciled"
+        if strict_mode:
+            log.error("strict startup: stopping before trading: %s", reason)
+            return StartupDecision(False, reason, report)
+        return StartupDecision(True, reason, report)
     if report.status is RunStatus.FAILED:
         reason = "reconciliation failed: " + "; ".join(report.errors or report.critical_issues)
     elif report.unverified_zombies:

@@ -518,7 +518,7 @@ CASES = [
     ),
     row(
         "entry-never-filled position on a drifted held symbol: healed, and no drift left",
-        (pos("p1", alpaca_order_id="e1"), pos("p2", alpaca_order_id="e2")),
+        (pos("p1", alpaca_order_id="e1"), pos("p2", alpaca_order_id="e2", filled=None)),
         (never_filled("p2", "BTC/USD", at(20), "e2"),),
         broker=(bpos("BTCUSD", "1"),),
         orders=(ended("e1", "filled", filled_qty="1"), ended("e2", "canceled", ended_at=at(20))),
@@ -696,7 +696,10 @@ CASES = [
     ),
     row(
         "an account_id differing from the broker account: every heal refused",
-        (pos("p1", account="acct-other"), pos("p2", "ETH/USD", alpaca_order_id="e2")),
+        (
+            pos("p1", account="acct-other"),
+            pos("p2", "ETH/USD", alpaca_order_id="e2", filled=None),
+        ),
         (
             refused(HEAL_P1, RefusalReason.ACCOUNT_MISMATCH),
             refused(never_filled("p2", "ETH/USD", at(90), "e2"), RefusalReason.ACCOUNT_MISMATCH),
@@ -773,6 +776,7 @@ def test_entry_never_filled_heals_with_zero_pnl(
         "p1",
         alpaca_order_id=link.get("alpaca_order_id"),
         entry_order_id=link.get("entry_order_id"),
+        filled=None,
     )
     entry = ended(order_id, status, ended_at=at(45), client_order_id=client_order_id)
     plan = run(Case(positions=(position,), orders=(entry,)))
@@ -782,8 +786,54 @@ def test_entry_never_filled_heals_with_zero_pnl(
 
 def test_entry_never_filled_without_end_time_uses_submission_time() -> None:
     entry = ended("e1", "rejected", submitted=at(-1), ended_at=None)
-    plan = run(Case(positions=(pos("p1", alpaca_order_id="e1"),), orders=(entry,)))
+    plan = run(Case(positions=(pos("p1", alpaca_order_id="e1", filled=None),), orders=(entry,)))
     assert plan.heals == (never_filled("p1", "BTC/USD", at(-1), "e1"),)
+
+
+def test_entry_never_filled_but_firestore_says_filled_asks_a_person() -> None:
+    entry = ended("e1", "canceled", ended_at=at(5))
+    plan = run(Case(positions=(pos("p1", alpaca_order_id="e1"),), orders=(entry,)))
+    assert plan.heals == ()
+    [unverified] = plan.unverified
+    assert "filled_at" in unverified.reason
+
+
+def test_entry_never_filled_needs_every_matching_entry_order_unfilled() -> None:
+    canceled = ended("e1", "canceled", ended_at=at(5))
+    filled = ended("e1-retry", "filled", filled_qty="1", client_order_id="p1")
+    plan = run(
+        Case(positions=(pos("p1", alpaca_order_id="e1", filled=None),), orders=(canceled, filled))
+    )
+    assert plan.heals == ()
+    assert [u.position_id for u in plan.unverified] == ["p1"]
+
+
+@pytest.mark.parametrize("status", ["done_for_day", "canceled"])
+def test_missing_or_non_final_entry_data_is_not_never_filled(status: str) -> None:
+    # done_for_day resumes next session; a canceled order with no filled_qty says nothing.
+    entry = ended("e1", status, ended_at=at(5))
+    entry = replace(entry, filled_qty=None) if status == "canceled" else entry
+    plan = run(Case(positions=(pos("p1", alpaca_order_id="e1", filled=None),), orders=(entry,)))
+    assert plan.heals == ()
+
+
+def test_entry_price_zero_is_not_a_pnl() -> None:
+    plan = run(Case(positions=(pos("p1", entry=0.0),), orders=(SELL_1_AT_110,)))
+    assert plan.heals == ()
+    assert "not positive" in plan.unverified[0].reason
+
+
+def test_fills_of_positions_closed_in_firestore_are_not_evidence() -> None:
+    # R (closed by the bot with its own stop order "sr") sold before P1's manual close "m".
+    stop = fill("sr", "sell", "1", "90", at(120))
+    manual = fill("m", "sell", "1", "150", at(300))
+    closed = ClosedOrders((stop, manual), claimed_by_closed_positions=frozenset({"sr"}))
+    plan = plan_reconciliation(
+        StoreState((pos("p1"),)), BrokerState(ACCOUNT, (), ()), closed, Policy(), NOW
+    )
+    [heal] = plan.heals
+    assert heal.exit_order_id == "m"
+    assert heal.exit_fill_price == Decimal("150")
 
 
 def test_unrelated_canceled_order_is_not_the_entry() -> None:

@@ -168,7 +168,9 @@ class AlpacaBroker:
                 return tuple(seen.values())
             if not new:
                 break
-            cursor = max(o.submitted_at for o in converted) - timedelta(microseconds=1)
+            # Top-level orders only: a bracket leg is submitted when its parent fills, often
+            # much later, and using it would skip every order submitted in between.
+            cursor = max(o.submitted_at for o in page) - timedelta(microseconds=1)
         if status is QueryOrderStatus.OPEN:
             # Open orders decide what is pending; a partial list is not good enough.
             raise BrokerUnavailable(f"{endpoint}: more than {self._max_pages} pages")
@@ -235,7 +237,7 @@ def _order(o: Order) -> BrokerOrder:
     side = str(getattr(o.side, "value", o.side))
     if side not in ("buy", "sell") or not o.symbol:
         raise ValueError(f"order {o.id} has no usable side/symbol")
-    filled_qty = _decimal(o.filled_qty, required=False) or Decimal(0)
+    filled_qty = _decimal(o.filled_qty, required=False)
     return BrokerOrder(
         id=str(o.id),
         client_order_id=o.client_order_id,

@@ -30,7 +30,8 @@ class TimeoutSession(requests.Session):
             allowed_methods=frozenset({"GET"}),
             backoff_factor=0.3,
             raise_on_status=False,  # hand the last answer to alpaca-py, which raises APIError
-            respect_retry_after_header=True,
+            # urllib3 would sleep up to 6 h on a Retry-After; the run has a lease to keep.
+            respect_retry_after_header=False,
         )
         adapter = HTTPAdapter(max_retries=retry)
         self.mount("http://", adapter)

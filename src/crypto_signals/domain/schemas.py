@@ -172,4 +172,9 @@ class ReconciliationReport(BaseModel):
     @property
     def needs_attention(self) -> bool:
         """True when a person must look: the CLI's exit status 1."""
-        return bool(self.critical_issues or self.orphans or self.unverified_zombies or self.drift)
+        # Errors too (an unreadable document, an undelivered alert), except heal conflicts:
+        # those mean someone else closed the position first, which needs nobody.
+        errors = [e for e in self.errors if not e.startswith("heal_conflict")]
+        return bool(
+            self.critical_issues or self.orphans or self.unverified_zombies or self.drift or errors
+        )

@@ -34,8 +34,9 @@ OPEN_ORDER_STATUSES = frozenset(
         "suspended",
     }
 )
-# Statuses that end an order; with filled_qty == 0 they prove the order never filled.
-UNFILLED_END_STATUSES = frozenset({"canceled", "expired", "rejected", "done_for_day"})
+# Final statuses; with filled_qty == 0 they prove the order never filled. ("done_for_day" is
+# not final: the order resumes next session.)
+UNFILLED_END_STATUSES = frozenset({"canceled", "expired", "rejected"})
 
 
 class IssueKind(StrEnum):
@@ -51,6 +52,8 @@ class IssueKind(StrEnum):
     RUN_RECORD_FAILED = "run_record_failed"
     LEASE_FAILED = "lease_failed"
     CONFIGURATION = "configuration"
+    INTERNAL_ERROR = "internal_error"
+    RUN_DEADLINE = "run_deadline"
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ class BrokerOrder:
     side: OrderSide
     status: str
     qty: Decimal | None
-    filled_qty: Decimal
+    filled_qty: Decimal | None  # None when the broker did not say: never read as 0
     filled_avg_price: Decimal | None
     submitted_at: datetime
     filled_at: datetime | None
@@ -114,6 +117,10 @@ class BrokerOrder:
     @property
     def never_filled(self) -> bool:
         return self.status in UNFILLED_END_STATUSES and self.filled_qty == 0
+
+    @property
+    def filled(self) -> Decimal:
+        return self.filled_qty or Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,9 @@ class ClosedOrders:
 
     orders: tuple[BrokerOrder, ...]
     complete: bool = True
+    # Order ids (and client order ids) that belong to positions already CLOSED in Firestore:
+    # their fills are those positions' exits, never evidence for another position.
+    claimed_by_closed_positions: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

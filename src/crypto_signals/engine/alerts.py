@@ -23,6 +23,7 @@ class FindingKind(StrEnum):
     DRIFT = "drift"
     REFUSED_HEAL = "refused_heal"
     RUN_FAILED = "run_failed"
+    MALFORMED_DOCUMENT = "malformed_document"
 
 
 class Notice(StrEnum):

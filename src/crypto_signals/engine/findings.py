@@ -117,6 +117,10 @@ _TITLES: dict[FindingKind, tuple[str, Severity]] = {
     FindingKind.DRIFT: ("Quantity drift (nothing was changed)", Severity.WARNING),
     FindingKind.REFUSED_HEAL: ("Heals refused", Severity.CRITICAL),
     FindingKind.RUN_FAILED: ("Reconciliation failed", Severity.CRITICAL),
+    FindingKind.MALFORMED_DOCUMENT: (
+        "Unreadable position documents (left untouched, not reconciled)",
+        Severity.WARNING,
+    ),
 }
 
 

@@ -257,12 +257,29 @@ def evidence_query(
 # Evidence.
 
 
-def _entry_order(position: Position, orders: Iterable[BrokerOrder]) -> BrokerOrder | None:
+def _entry_orders(position: Position, orders: Iterable[BrokerOrder]) -> list[BrokerOrder]:
     ids = position.entry_order_ids
-    for order in orders:
-        if order.id in ids or order.client_order_id == position.position_id:
-            return order
-    return None
+    return [o for o in orders if o.id in ids or o.client_order_id == position.position_id]
+
+
+def _never_filled(position: Position, orders: Iterable[BrokerOrder]) -> Heal | Unverified | None:
+    """Evidence that the entry never filled: every matching entry order ended with 0 filled.
+
+    None when there is no such evidence (the position then needs closing fills). When the
+    broker and Firestore contradict each other (Firestore says the entry filled), a person
+    decides.
+    """
+    entries = _entry_orders(position, orders)
+    if not entries or not all(o.never_filled for o in entries):
+        return None
+    if position.filled_at is not None:
+        return Unverified(
+            position.position_id,
+            position.symbol,
+            "the broker shows the entry order ended unfilled, but Firestore has filled_at",
+        )
+    last = max(entries, key=lambda o: (o.ended_at or o.submitted_at, o.id))
+    return _never_filled_heal(position, last)
 
 
 def _closing_side(position: Position) -> str:
@@ -279,10 +296,10 @@ class _FillPool:
     @classmethod
     def build(cls, orders: Iterable[BrokerOrder]) -> _FillPool:
         fills = sorted(
-            (o for o in orders if o.filled_qty > 0 and o.filled_at and o.filled_avg_price),
+            (o for o in orders if o.filled > 0 and o.filled_at and o.filled_avg_price),
             key=lambda o: (o.filled_at, o.id),
         )
-        return cls(fills, {o.id: o.filled_qty for o in fills})
+        return cls(fills, {o.id: o.filled for o in fills})
 
 
 def _own_legs(position: Position) -> set[str]:
@@ -331,11 +348,12 @@ def _allocate(
 def _heal_from_fills(
     position: Position, taken: list[tuple[BrokerOrder, Decimal]], covered: Decimal
 ) -> Heal | Unverified:
-    if position.entry_fill_price is None:
+    if position.entry_fill_price is None or position.entry_fill_price <= 0:
         return Unverified(
             position.position_id,
             position.symbol,
-            "closing fill found but entry_fill_price is missing",
+            "closing fill found but entry_fill_price is missing or not positive: "
+            "P&L cannot be computed",
         )
     notional = sum((order.filled_avg_price or _ZERO) * qty for order, qty in taken)
     exit_price = notional / covered
@@ -402,6 +420,11 @@ def _claimed_orders(positions: Iterable[Position], orders: Iterable[BrokerOrder]
     return claimed
 
 
+def _claimed_by_closed(closed: ClosedOrders) -> set[str]:
+    ids = closed.claimed_by_closed_positions
+    return {o.id for o in closed.orders if o.id in ids or o.client_order_id in ids}
+
+
 def _decide_zombies(
     candidates: Sequence[Position],
     orders: Sequence[BrokerOrder],
@@ -413,9 +436,9 @@ def _decide_zombies(
     decided: list[Heal | Unverified] = []
     by_group: dict[tuple[str, str], list[Position]] = defaultdict(list)
     for position in candidates:
-        entry = _entry_order(position, orders)
-        if entry is not None and entry.never_filled:
-            decided.append(_never_filled_heal(position, entry))
+        never = _never_filled(position, orders)
+        if never is not None:
+            decided.append(never)
         else:
             by_group[(symbol_key(position.symbol), _closing_side(position))].append(position)
 
@@ -459,12 +482,12 @@ def _explain_partial_close(
             if (
                 order.key == symbol_key(position.symbol)
                 and order.side == _closing_side(position)
-                and order.filled_qty > 0
+                and order.filled > 0
                 and order.filled_at is not None
                 and opened is not None
                 and order.filled_at > opened
-                and order.filled_qty < Decimal(str(position.qty))
-                and policy.qty_close(order.filled_qty, gap)
+                and order.filled < Decimal(str(position.qty))
+                and policy.qty_close(order.filled, gap)
             ):
                 matches.append(
                     f"partial external close of {position.position_id}: order {order.id} "
@@ -487,18 +510,21 @@ def plan_reconciliation(
     actions: list[Action] = [*sorted(c.deferred, key=lambda d: d.position_id)]
     orders = sorted(closed.orders, key=lambda o: o.id)
 
-    claimed = _claimed_orders(_reconcilable(store), orders)
+    claimed = _claimed_orders(_reconcilable(store), orders) | _claimed_by_closed(closed)
     zombie_decisions = _decide_zombies(
         c.zombie_candidates, orders, policy, now, closed.complete, claimed
     )
 
     # Drift candidates: an entry that never filled is exact evidence even on a held symbol.
     drift_heals: list[Heal] = []
+    drift_unverified: list[Unverified] = []
     still_open: dict[str, list[Position]] = defaultdict(list)
     for position in c.drift_candidates:
-        entry = _entry_order(position, orders)
-        if entry is not None and entry.never_filled:
-            drift_heals.append(_never_filled_heal(position, entry))
+        never = _never_filled(position, orders)
+        if isinstance(never, Heal):
+            drift_heals.append(never)
+        elif isinstance(never, Unverified):
+            drift_unverified.append(never)
     healed_ids = {h.position_id for h in drift_heals}
     for key, positions in c.settled_by_key.items():
         still_open[key] = [p for p in positions if p.position_id not in healed_ids]
@@ -525,7 +551,8 @@ def plan_reconciliation(
         key=lambda h: (h.exit_time, h.position_id),
     )
     unverified = sorted(
-        (d for d in zombie_decisions if isinstance(d, Unverified)), key=lambda u: u.position_id
+        [d for d in zombie_decisions if isinstance(d, Unverified)] + drift_unverified,
+        key=lambda u: u.position_id,
     )
 
     accepted, refused = _apply_limits(heals, store, broker, policy, force)

@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,6 +72,11 @@ class _Run:
     healed: list[HealedPosition] = field(default_factory=list)
     notifications_sent: int = 0
     baseline: tuple[int, int, int, int] = (0, 0, 0, 0)
+    t0: float = 0.0
+
+
+class RunDeadlineExceeded(StoreUnavailable):
+    """The run took so long that its lease may have expired: it stops writing."""
 
 
 class StateReconciler:
@@ -90,6 +95,7 @@ class StateReconciler:
         environment: str = "DEV",
         enabled: bool = True,
         realert_after: timedelta = timedelta(hours=24),
+        max_run_seconds: float | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._broker = broker
@@ -102,6 +108,8 @@ class StateReconciler:
         self._environment = environment
         self._enabled = enabled
         self._realert_after = realert_after
+        # Past this, another run may hold a fresh lease: stop before writing anything more.
+        self._max_run_seconds = max_run_seconds
         self._clock = clock
 
     @classmethod
@@ -117,7 +125,7 @@ class StateReconciler:
         run = _Run(run_id=uuid.uuid4().hex, started=self._clock(), dry_run=dry_run)
         # Adapters count for their lifetime (a warm Cloud Function reuses them): report deltas.
         run.baseline = self._counts()
-        t0 = time.monotonic()
+        t0 = run.t0 = time.monotonic()
         with run_context(run.run_id):
             if not self._enabled:
                 log.info(
@@ -146,33 +154,52 @@ class StateReconciler:
                 status = self._status(run, plan)
                 return self._finish(run, t0, status, plan, record=not dry_run)
             except (BrokerUnavailable, StoreUnavailable) as exc:
-                kind = (
-                    IssueKind.BROKER_UNAVAILABLE
-                    if isinstance(exc, BrokerUnavailable)
-                    else IssueKind.STORE_UNAVAILABLE
-                )
-                run.errors.append(Issue(kind, "", str(exc)))
-                run.critical.append(f"reconciliation failed, nothing was changed: {exc}")
-                self._alert_failure(run, kind, str(exc))
+                if isinstance(exc, RunDeadlineExceeded):
+                    kind = IssueKind.RUN_DEADLINE
+                elif isinstance(exc, BrokerUnavailable):
+                    kind = IssueKind.BROKER_UNAVAILABLE
+                else:
+                    kind = IssueKind.STORE_UNAVAILABLE
+                self._fail(run, kind, str(exc))
                 return self._finish(run, t0, RunStatus.FAILED, None, record=not dry_run)
             except Exception as exc:
                 log.exception("unexpected error in reconciliation")
-                run.errors.append(
-                    Issue(IssueKind.CONFIGURATION, "", f"internal error: {type(exc).__name__}")
-                )
-                run.critical.append(
-                    f"reconciliation failed on an internal error: {type(exc).__name__}"
-                )
+                self._fail(run, IssueKind.INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
                 return self._finish(run, t0, RunStatus.FAILED, None, record=not dry_run)
             finally:
                 if grant.token is not None and self._lease is not None:
                     self._lease.release(grant)
 
+    def _fail(self, run: _Run, kind: IssueKind, detail: str) -> None:
+        run.errors.append(Issue(kind, "", detail))
+        written = (
+            f" ({len(run.healed)} heal(s) were written before it)"
+            if run.healed
+            else (", nothing was changed")
+        )
+        run.critical.append(f"reconciliation failed{written}: {detail}")
+        self._alert_failure(run, kind, detail)
+
+    def _check_deadline(self, run: _Run, before: str) -> None:
+        if self._max_run_seconds is None:
+            return
+        elapsed = time.monotonic() - run.t0
+        if elapsed > self._max_run_seconds:
+            raise RunDeadlineExceeded(
+                f"run took {elapsed:.0f}s (limit {self._max_run_seconds:.0f}s, below the lease): "
+                f"stopped before {before}"
+            )
+
     def _reconcile_locked(self, run: _Run, force: bool) -> Plan:
         store_state = self._store.get_open_positions()
         broker_state = self._broker.fetch_state()
         query = evidence_query(store_state, broker_state, self._policy, run.started)
-        closed = self._broker.fetch_closed_orders(query) if query else ClosedOrders(())
+        closed = ClosedOrders(())
+        if query:
+            claims = self._store.get_closed_order_claims(query.after)
+            closed = replace(
+                self._broker.fetch_closed_orders(query), claimed_by_closed_positions=claims
+            )
         if not closed.complete:
             run.errors.append(
                 Issue(
@@ -193,8 +220,14 @@ class StateReconciler:
             run.healed = [_healed(h) for h in plan.heals]
             return plan
 
+        self._check_deadline(run, "healing")
         self._apply_heals(run, plan)
-        self._notify(run, plan)
+        self._check_deadline(run, "notifying")
+        malformed = [
+            Finding(FindingKind.MALFORMED_DOCUMENT, i.key, i.detail, f"{i.key}: {i.detail}")
+            for i in store_state.malformed
+        ]
+        self._notify(run, plan, extra=malformed)
         return plan
 
     def _apply_heals(self, run: _Run, plan: Plan) -> None:

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -30,6 +30,9 @@ from crypto_signals.engine.plan import Heal
 from crypto_signals.engine.ports import HealOutcome, HealResult, StoreCounters, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+# Fields that name a closed position's broker orders (plus its id, the entry client order id).
+_CLAIM_FIELDS = ["alpaca_order_id", "entry_order_id", "tp_order_id", "sl_order_id", "exit_order_id"]
 
 # Transient gRPC failures worth a bounded retry; everything else fails the call at once.
 _TRANSIENT = if_exception_type(
@@ -108,7 +111,10 @@ def parse_position(doc_id: str, data: Mapping[str, Any] | None) -> Position | Is
 def _number(value: Decimal | None, places: str) -> float | None:
     if value is None:
         return None
-    return float(value.quantize(Decimal(places)))
+    try:
+        return float(value.quantize(Decimal(places)))
+    except InvalidOperation:
+        return float(value)  # too many digits to quantize: store it as it is
 
 
 def heal_fields(heal: Heal, *, run_id: str, now: datetime) -> dict[str, Any]:
@@ -195,6 +201,23 @@ class PositionRepository:
             out.append(data)
         return out
 
+    def get_closed_order_claims(self, since: datetime) -> frozenset[str]:
+        """Order ids, and position ids (= client order ids), of positions closed since ``since``.
+
+        Their fills are those positions' exits; the planner must not read them as evidence
+        that another position was closed. One query: ``exit_time`` is only set on closed
+        documents, and a single-field range needs no composite index.
+        """
+        query = self._collection.where(
+            filter=firestore.FieldFilter("exit_time", ">=", since)
+        ).select(_CLAIM_FIELDS)
+        claims: set[str] = set()
+        for doc in self._stream(query):
+            data = doc.to_dict() or {}
+            claims.add(doc.id)
+            claims.update(str(data[f]) for f in _CLAIM_FIELDS if data.get(f))
+        return frozenset(claims)
+
     def mark_announced(self, position_ids: Sequence[str]) -> None:
         for chunk in _chunks(list(position_ids), self._batch_size):
             batch = self._client.batch()
@@ -204,7 +227,14 @@ class PositionRepository:
 
     def _commit(self, batch: Any, size: int) -> None:
         self._count.round_trips += 1
-        batch.commit(retry=self._timeouts.retry(), timeout=self._timeouts.call_seconds)
+        try:
+            batch.commit(retry=self._timeouts.retry(), timeout=self._timeouts.call_seconds)
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            raise  # per-document conflicts: the caller sorts them out
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            raise StoreUnavailable(
+                f"write {self.collection_name}: {describe_google_error(exc)}"
+            ) from None
         self._count.writes += size
 
     def apply_heals(self, heals: Sequence[Heal], *, run_id: str, now: datetime) -> list[HealResult]:
@@ -238,9 +268,10 @@ class PositionRepository:
         except (gexc.FailedPrecondition, gexc.NotFound):
             # Someone changed one of these documents since we read it: find which, one by one.
             return results + [self._apply_one(h, run_id=run_id, now=now) for h in heals]
-        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
-            detail = describe_google_error(exc)
-            return results + [HealResult(h.position_id, HealOutcome.FAILED, detail) for h in heals]
+        except StoreUnavailable as exc:
+            return results + [
+                HealResult(h.position_id, HealOutcome.FAILED, str(exc)) for h in heals
+            ]
 
     def _apply_one(self, heal: Heal, *, run_id: str, now: datetime) -> HealResult:
         ref = self._collection.document(heal.position_id)

@@ -348,8 +348,8 @@ def _crash_between_heal_and_message(lab: Lab) -> None:
     lab.notes.append("killed mid-notification")
     lab.sink.reset()  # the hung POST never reached anyone
     time.sleep(3.2)  # the crashed run's lease expires
-    lab.run(RECONCILER_LEASE_SECONDS="3")
-    lab.run(RECONCILER_LEASE_SECONDS="3")
+    lab.run()
+    lab.run()
 
 
 def _repeat(lab: Lab) -> None:
