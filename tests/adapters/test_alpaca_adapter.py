@@ -230,3 +230,51 @@ def test_adapter_never_writes_to_the_broker(sim: AlpacaSimulator) -> None:
     b.fetch_state()
     b.fetch_closed_orders(EvidenceQuery(("BTC/USD",), T0))
     assert {r.method for r in sim.requests} == {"GET"}
+
+
+def test_pagination_cursor_ignores_late_bracket_legs(sim: AlpacaSimulator) -> None:
+    # A bracket entry whose exit leg was submitted a day later, then 699 manual fills.
+    sim.add_order(
+        symbol="BTC/USD",
+        side="buy",
+        qty="1",
+        status="filled",
+        submitted_at=T0,
+        filled_at=T0,
+        filled_avg_price="60000",
+        order_class="bracket",
+        legs=[
+            {
+                "status": "filled",
+                "submitted_at": T0 + timedelta(days=1),
+                "filled_at": T0 + timedelta(days=1),
+                "filled_avg_price": "63000",
+                "order_type": "limit",
+                "limit_price": "63000",
+            }
+        ],
+    )
+    for i in range(699):
+        at = T0 + timedelta(minutes=i + 1)
+        sim.add_order(
+            symbol="BTC/USD",
+            side="sell",
+            qty="0.001",
+            submitted_at=at,
+            filled_at=at,
+            filled_avg_price="60000",
+        )
+
+    closed = broker(sim).fetch_closed_orders(EvidenceQuery(("BTC/USD",), T0 - timedelta(hours=1)))
+
+    assert closed.complete
+    assert len(closed.orders) == 1 + 1 + 699  # parent, its leg, every manual fill
+
+
+def test_missing_filled_qty_is_not_zero(sim: AlpacaSimulator) -> None:
+    order = sim.add_order(symbol="BTC/USD", side="buy", qty="1", status="canceled", submitted_at=T0)
+    sim.set_order_status(order["id"], "canceled", filled_qty=None)
+    closed = broker(sim).fetch_closed_orders(EvidenceQuery(("BTC/USD",), T0 - timedelta(hours=1)))
+    [converted] = closed.orders
+    assert converted.filled_qty is None
+    assert not converted.never_filled

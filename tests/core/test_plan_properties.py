@@ -294,7 +294,7 @@ def test_never_heal_without_evidence(world: World) -> None:
         for o in evidence:
             assert o.key == symbol_key(p.symbol), f"{o.id} is on another symbol than {p}"
             assert o.side == opposite(p.side), f"{o.id} is not on {p.position_id}'s closing side"
-            assert o.filled_qty > 0
+            assert o.filled > 0
             assert o.filled_at is not None
             assert o.id in own or (opened is not None and o.filled_at > opened), (
                 f"{o.id} filled before the entry of {p.position_id}"
@@ -386,7 +386,7 @@ def test_fills_are_never_overallocated(world: World) -> None:
         slack[group] += max(world.policy.qty_abs_tolerance, world.policy.qty_rel_tolerance * qty)
         used[group].update(h.evidence_order_ids)
     for group, qty in healed_qty.items():
-        filled = sum((orders[i].filled_qty for i in used[group]), Decimal(0))
+        filled = sum((orders[i].filled for i in used[group]), Decimal(0))
         assert qty <= filled + slack[group], f"{group}: healed {qty} with fills of {filled}"
 
 

@@ -162,3 +162,18 @@ def test_json_logs_carry_severity_message_and_run_id_on_every_line(
     [finished] = [line for line in lines if line.get("event") == "run_finished"]
     assert finished["status"] == "issues"
     assert finished["healed_count"] == 1
+
+
+def test_bad_log_level_exits_2(env: dict[str, str]) -> None:
+    done = cli({**env, "LOG_LEVEL": "LOUD"})
+    assert done.returncode == 2
+    assert "LOG_LEVEL" in done.stderr
+
+
+def test_unreadable_document_exits_1(world: World, env: dict[str, str], now: datetime) -> None:
+    bad = position_doc("bad-cli", "BTC/USD", 1.0, 100.0, created_at=now - 5 * H)
+    bad["qty"] = -3
+    world.position(bad)
+    done = cli(env, "--json")
+    assert done.returncode == 1
+    assert any("bad-cli" in e for e in json.loads(done.stdout)["errors"])

@@ -133,3 +133,34 @@ def test_strict_mode_comes_from_the_settings_when_not_given(
     decision = reconcile_at_startup(settings, reconciler=make_reconciler())
     assert decision.proceed is False
     assert "unverified" in decision.reason
+
+
+@pytest.mark.parametrize(("strict", "proceed"), [(True, False), (False, True)])
+def test_lease_held_elsewhere_stops_only_a_strict_start(
+    strict: bool,
+    proceed: bool,
+    env: dict[str, str],
+    make_reconciler: Any,
+    world: World,
+    now: datetime,
+) -> None:
+    from datetime import timedelta
+
+    from crypto_signals.repository.reconciler_state import RunLease
+
+    clean_book(world, now)
+    # The scheduled function is mid-run: it holds the lease.
+    RunLease(world.db, "test_positions", timedelta(minutes=10)).acquire("scheduled-run", now)
+    decision = reconcile_at_startup(load_settings(env), strict=strict, reconciler=make_reconciler())
+    assert decision.proceed is proceed
+    assert "lease" in decision.reason
+
+
+def test_strict_start_stops_when_the_configuration_is_invalid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ALPACA_API_KEY", raising=False)
+    monkeypatch.setenv("RECONCILER_STRICT_STARTUP", "true")
+    decision = reconcile_at_startup()
+    assert decision.proceed is False
+    assert "configuration invalid" in decision.reason

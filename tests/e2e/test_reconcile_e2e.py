@@ -322,3 +322,76 @@ def test_unreadable_firestore_fails_the_run_and_touches_nothing(
     assert report.orphans == []  # nothing is decided without Firestore
     assert world.sim.count("positions") == 0  # it stopped before asking the broker
     assert sink.attempts == []
+
+
+def test_fills_of_positions_closed_in_firestore_are_not_evidence(
+    world: World, make_reconciler: Build, now: datetime
+) -> None:
+    # R was a long the bot closed with its own stop; then P1 was sold by hand.
+    world.position(position_doc("p1", "BTC/USD", 1.0, 100.0, created_at=now - 6 * H))
+    closed_r = position_doc(
+        "r",
+        "BTC/USD",
+        1.0,
+        95.0,
+        created_at=now - 6 * H,
+        status="CLOSED",
+        exit_order_id="11111111-1111-4111-8111-111111111111",
+        exit_time=now - 4 * H,
+        exit_fill_price=90.0,
+        exit_reason="STOP_LOSS",
+    )
+    world.position(closed_r)
+    world.sim.add_order(
+        symbol="BTC/USD",
+        side="sell",
+        qty="1",
+        submitted_at=now - 4 * H,
+        filled_at=now - 4 * H,
+        filled_avg_price="90",
+        id="11111111-1111-4111-8111-111111111111",
+    )
+    manual = world.sim.add_order(
+        symbol="BTC/USD",
+        side="sell",
+        qty="1",
+        submitted_at=now - H,
+        filled_at=now - H,
+        filled_avg_price="150",
+    )
+
+    [healed] = make_reconciler().reconcile().healed
+
+    assert healed.exit_order_id == manual["id"]
+    assert healed.realized_pnl_usd == pytest.approx(50.0)
+
+
+def test_a_run_past_its_deadline_stops_before_writing(
+    world: World, sink: DiscordSink, make_reconciler: Build, now: datetime
+) -> None:
+    from crypto_signals.sandbox.alpaca_sim import Fault
+
+    zombie_with_sell(world, "slow-1", "ETH/USD", now)
+    world.sim.inject_fault("orders", Fault(kind="delay", seconds=1.0))
+    # Lease 2 s: the run may write for 1.6 s at most; the broker alone takes longer.
+    report = make_reconciler(RECONCILER_LEASE_SECONDS="2").reconcile()
+
+    assert report.status is RunStatus.FAILED
+    assert any("run_deadline" in e for e in report.errors)
+    assert world.read("slow-1")["status"] == "OPEN"
+
+
+def test_unreadable_documents_are_alerted_once(
+    world: World, sink: DiscordSink, make_reconciler: Build, now: datetime
+) -> None:
+    bad = position_doc("bad-2", "BTC/USD", 1.0, 100.0, created_at=now - 5 * H)
+    bad["side"] = "maybe"
+    world.position(bad)
+
+    first = make_reconciler().reconcile()
+    make_reconciler().reconcile()
+
+    assert first.needs_attention
+    assert len(sink.messages) == 1
+    assert "bad-2" in str(sink.messages[0])
+    assert "Unreadable position documents" in str(sink.messages[0])
