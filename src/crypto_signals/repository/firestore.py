@@ -31,6 +31,9 @@ from crypto_signals.engine.ports import HealOutcome, HealResult, StoreCounters, 
 
 log = logging.getLogger(__name__)
 
+_POSITION_FIELDS = sorted(Position.model_fields)
+# What a heal announcement shows (engine/findings.heal_line).
+_ANNOUNCE_FIELDS = ["symbol", "exit_fill_price", "exit_time", "exit_order_id", "realized_pnl_usd"]
 # Fields that name a closed position's broker orders (plus its id, the entry client order id).
 _CLAIM_FIELDS = ["alpaca_order_id", "entry_order_id", "tp_order_id", "sl_order_id", "exit_order_id"]
 
@@ -177,7 +180,11 @@ class PositionRepository:
             ) from None
 
     def get_open_positions(self) -> StoreState:
-        query = self._collection.where(filter=firestore.FieldFilter("status", "==", "OPEN"))
+        # Projection: only the fields the Position model reads cross the wire and stay in
+        # memory; documents may carry large fields the reconciler never looks at.
+        query = self._collection.where(filter=firestore.FieldFilter("status", "==", "OPEN")).select(
+            _POSITION_FIELDS
+        )
         positions: list[Position] = []
         malformed: list[Issue] = []
         for doc in self._stream(query):
@@ -193,7 +200,7 @@ class PositionRepository:
         """Healed documents whose Discord announcement has not been delivered yet."""
         query = self._collection.where(
             filter=firestore.FieldFilter("reconciler.alert_pending", "==", True)
-        )
+        ).select(_ANNOUNCE_FIELDS)
         out = []
         for doc in self._stream(query):
             data = doc.to_dict() or {}
