@@ -201,3 +201,13 @@ def test_run_log_stores_report_with_ttl_field(db: firestore.Client) -> None:
     assert doc["report"] == {"status": "ok", "zombies": []}
     assert doc["expire_at"] == T0 + timedelta(days=30)
     assert doc["scope"] == COLL
+
+
+def test_run_record_stays_under_the_document_limit(db: firestore.Client) -> None:
+    healed = [
+        {"position_id": f"p-{i}", "symbol": "BTC/USD", "note": "x" * 400} for i in range(5000)
+    ]
+    RunLog(db, COLL, timedelta(days=30)).record("run-big", {"status": "ok", "healed": healed}, T0)
+    doc = db.collection(RUNS_COLLECTION).document("run-big").get().to_dict() or {}
+    assert len(doc["report"]["healed"]) == 200
+    assert doc["report"]["truncated_lists"] == {"healed": 5000}

@@ -17,10 +17,12 @@ finishes from:
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +34,13 @@ from crypto_signals.domain.schemas import (
     RunStats,
     RunStatus,
 )
-from crypto_signals.domain.snapshots import ClosedOrders, Issue, IssueKind
+from crypto_signals.domain.snapshots import (
+    BrokerState,
+    ClosedOrders,
+    Issue,
+    IssueKind,
+    StoreState,
+)
 from crypto_signals.engine import findings as words
 from crypto_signals.engine.alerts import Finding, FindingKind, decide_alerts, delivered
 from crypto_signals.engine.plan import Heal, Plan, evidence_query, plan_reconciliation
@@ -190,9 +198,20 @@ class StateReconciler:
                 f"stopped before {before}"
             )
 
+    def _read_state(self) -> tuple[StoreState, BrokerState]:
+        """Firestore and the broker are read at the same time: neither waits on the other.
+
+        Both must succeed; the first failure is raised once both calls have returned (each
+        has its own timeouts), so nothing is left running behind the run.
+        """
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="reconcile-read") as pool:
+            store_f = pool.submit(contextvars.copy_context().run, self._store.get_open_positions)
+            broker_f = pool.submit(contextvars.copy_context().run, self._broker.fetch_state)
+        # Leaving the block waited for both.
+        return store_f.result(), broker_f.result()
+
     def _reconcile_locked(self, run: _Run, force: bool) -> Plan:
-        store_state = self._store.get_open_positions()
-        broker_state = self._broker.fetch_state()
+        store_state, broker_state = self._read_state()
         query = evidence_query(store_state, broker_state, self._policy, run.started)
         closed = ClosedOrders(())
         if query:

@@ -175,6 +175,24 @@ class RunLease(_Base):
             log.warning("could not release the lease: %s", describe_google_error(exc))
 
 
+# A Firestore document holds at most 1 MiB; a report lists every heal, pending position and
+# orphan, about 72 KiB per 1,000 positions. Lists are cut to this many items in the record,
+# with the full counts kept beside them (the full report is still returned and logged).
+RECORD_LIST_LIMIT = 200
+
+
+def compact_report(report: Mapping[str, Any], limit: int = RECORD_LIST_LIMIT) -> dict[str, Any]:
+    out = dict(report)
+    cut: dict[str, int] = {}
+    for key, value in report.items():
+        if isinstance(value, list) and len(value) > limit:
+            out[key] = value[:limit]
+            cut[key] = len(value)
+    if cut:
+        out["truncated_lists"] = cut
+    return out
+
+
 class RunLog(_Base):
     """Stores every non-dry run's report for audit; ``expire_at`` is the TTL field."""
 
@@ -191,7 +209,7 @@ class RunLog(_Base):
     def record(self, run_id: str, report: Mapping[str, Any], now: datetime) -> None:
         doc = {
             "scope": self._scope,
-            "report": dict(report),
+            "report": compact_report(report),
             "status": report.get("status"),
             "started_at": now,
             "expire_at": now + self._retention,
