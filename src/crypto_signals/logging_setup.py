@@ -56,10 +56,6 @@ def run_context(run_id: str) -> Iterator[None]:
         _run_id.reset(token)
 
 
-def current_run_id() -> str | None:
-    return _run_id.get()
-
-
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.run_id = getattr(record, "run_id", None) or _run_id.get()
@@ -111,10 +107,3 @@ def configure_logging(*, json_format: bool, level: str = "INFO") -> None:
     # gRPC and urllib3 chatter is noise at INFO.
     for noisy in ("urllib3", "google", "grpc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def install_filter_everywhere() -> None:
-    """Attach the context/redaction filter to every existing root handler (e.g. pytest's)."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, _ContextFilter) for f in handler.filters):
-            handler.addFilter(_ContextFilter())

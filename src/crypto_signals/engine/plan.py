@@ -127,9 +127,6 @@ class Plan:
     # Symbols (display form) of positions open in Firestore whose symbol the broker does not hold.
     zombie_symbols: tuple[str, ...] = ()
 
-    def of(self, kind: type[Action]) -> tuple[Action, ...]:
-        return tuple(a for a in self.actions if isinstance(a, kind))
-
     @property
     def heals(self) -> tuple[Heal, ...]:
         return tuple(a for a in self.actions if isinstance(a, Heal))

@@ -7,7 +7,7 @@ other environments never share a lease or an alert history in one project.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -220,11 +220,3 @@ class RunLog(_Base):
             self.writes += 1
         except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
             raise StoreUnavailable(f"run log: {describe_google_error(exc)}") from None
-
-    def recent(self, limit: int = 10) -> Sequence[dict[str, Any]]:
-        query = (
-            self._client.collection(RUNS_COLLECTION)
-            .where(filter=firestore.FieldFilter("scope", "==", self._scope))
-            .limit(limit)
-        )
-        return [d.to_dict() or {} for d in query.stream(**self._kw())]
