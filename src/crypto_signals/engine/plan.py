@@ -170,6 +170,8 @@ class _Classified:
     drift_candidates: list[Position] = field(default_factory=list)
     settled_by_key: dict[str, list[Position]] = field(default_factory=dict)
     pending_keys: set[str] = field(default_factory=set)
+    # Open, non-THEORETICAL positions, sorted: filtered once, used by every later step.
+    reconcilable: list[Position] = field(default_factory=list)
     live_positions: dict[str, BrokerPosition] = field(default_factory=dict)
     dust_positions: dict[str, BrokerPosition] = field(default_factory=dict)
 
@@ -232,7 +234,8 @@ def _classify(store: StoreState, broker: BrokerState, policy: Policy, now: datet
         else:
             out.live_positions[bp.key] = bp
 
-    for position in _reconcilable(store):
+    out.reconcilable = _reconcilable(store)
+    for position in out.reconcilable:
         key = symbol_key(position.symbol)
         if _entry_order_working(position, open_orders):
             out.deferred.append(
@@ -523,7 +526,7 @@ def plan_reconciliation(
     actions: list[Action] = [*sorted(c.deferred, key=lambda d: d.position_id)]
     orders = _OrderIndex(closed.orders)
 
-    claimed = _claimed_orders(_reconcilable(store), orders.orders) | _claimed_by_closed(closed)
+    claimed = _claimed_orders(c.reconcilable, orders.orders) | _claimed_by_closed(closed)
     zombie_decisions = _decide_zombies(
         c.zombie_candidates, orders, policy, now, closed.complete, claimed
     )
@@ -568,13 +571,13 @@ def plan_reconciliation(
         key=lambda u: u.position_id,
     )
 
-    accepted, refused = _apply_limits(heals, store, broker, policy, force)
+    accepted, refused = _apply_limits(heals, c.reconcilable, broker, policy, force)
     actions.extend(accepted)
     actions.extend(refused)
     actions.extend(unverified)
     actions.extend(drift)
 
-    db_keys = {symbol_key(p.symbol) for p in _reconcilable(store)}
+    db_keys = {symbol_key(p.symbol) for p in c.reconcilable}
     for key, bp in sorted(c.live_positions.items()):
         if key not in db_keys:
             actions.append(AlertOrphan(bp.display, bp.side, abs(bp.qty), bp.market_value))
@@ -587,12 +590,16 @@ def plan_reconciliation(
 
 
 def _apply_limits(
-    heals: list[Heal], store: StoreState, broker: BrokerState, policy: Policy, force: bool
+    heals: list[Heal],
+    positions: Sequence[Position],
+    broker: BrokerState,
+    policy: Policy,
+    force: bool,
 ) -> tuple[list[Heal], list[RefuseHeal]]:
     foreign = sorted(
         {
             p.account_id
-            for p in _reconcilable(store)
+            for p in positions
             if p.account_id and broker.account_id and p.account_id != broker.account_id
         }
     )
