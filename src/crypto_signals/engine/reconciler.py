@@ -418,6 +418,8 @@ class StateReconciler:
                 self._run_log.record(run.run_id, report.model_dump(mode="json"), run.started)
             except StoreUnavailable as exc:
                 report.errors.append(Issue(IssueKind.RUN_RECORD_FAILED, "", str(exc)).render())
+        # Counted again so the returned report includes the run record's own write (the stored
+        # record, written above, cannot count itself).
         report.stats = self._stats(run, plan)
         log.info(
             "reconciliation finished: %s (healed %d, orphans %d, unverified %d, drift %d)",
