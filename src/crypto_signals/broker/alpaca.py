@@ -16,14 +16,18 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 import requests
-from alpaca.common.enums import Sort
-from alpaca.common.exceptions import APIError
-from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import QueryOrderStatus
-from alpaca.trading.models import Order, Position, TradeAccount
-from alpaca.trading.requests import GetOrdersRequest
 from pydantic import ValidationError
 
+from crypto_signals.broker.alpaca_sdk import (
+    APIError,
+    GetOrdersRequest,
+    Order,
+    Position,
+    QueryOrderStatus,
+    Sort,
+    TradeAccount,
+    TradingClient,
+)
 from crypto_signals.broker.http import TimeoutSession
 from crypto_signals.domain.snapshots import (
     BrokerOrder,
