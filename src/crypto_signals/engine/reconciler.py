@@ -12,6 +12,12 @@ finishes from:
 5. only after Discord accepted the message are the flags and notices cleared;
 6. the run's report is stored and the lease released.
 
+Within a step, calls that do not depend on each other run at the same time (:func:`_both`):
+the two reads of step 2, the closed-order listing and the closed positions' order ids, the
+outbox and the alert states, and clearing the two after delivery. A run therefore waits about
+one round trip per step, not one per call, which is what latency to Alpaca and Firestore
+makes expensive.
+
 ``reconcile`` never raises for a broker, Firestore or Discord failure: the report says so.
 """
 
@@ -25,7 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from crypto_signals.domain.schemas import (
     DriftEntry,
@@ -35,11 +41,9 @@ from crypto_signals.domain.schemas import (
     RunStatus,
 )
 from crypto_signals.domain.snapshots import (
-    BrokerState,
     ClosedOrders,
     Issue,
     IssueKind,
-    StoreState,
 )
 from crypto_signals.engine import findings as words
 from crypto_signals.engine.alerts import Finding, FindingKind, decide_alerts, delivered
@@ -62,6 +66,22 @@ from crypto_signals.notifications.discord import DeliveryOutcome
 from crypto_signals.notifications.discord_render import render_messages
 
 log = logging.getLogger(__name__)
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+def _both(first: Callable[[], A], second: Callable[[], B], *, name: str) -> tuple[A, B]:
+    """Run two independent calls at the same time: a run waits one round trip, not two.
+
+    Both always finish before this returns (each call has its own timeouts), so nothing is
+    left running behind the run; then the first call's failure, if any, is raised, else the
+    second's.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as pool:
+        later = pool.submit(contextvars.copy_context().run, second)
+        result = first()  # if this raises, leaving the block still waits for ``later``
+    return result, later.result()
 
 
 def _utcnow() -> datetime:
@@ -198,27 +218,20 @@ class StateReconciler:
                 f"stopped before {before}"
             )
 
-    def _read_state(self) -> tuple[StoreState, BrokerState]:
-        """Firestore and the broker are read at the same time: neither waits on the other.
-
-        Both must succeed; the first failure is raised once both calls have returned (each
-        has its own timeouts), so nothing is left running behind the run.
-        """
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="reconcile-read") as pool:
-            store_f = pool.submit(contextvars.copy_context().run, self._store.get_open_positions)
-            broker_f = pool.submit(contextvars.copy_context().run, self._broker.fetch_state)
-        # Leaving the block waited for both.
-        return store_f.result(), broker_f.result()
-
     def _reconcile_locked(self, run: _Run, force: bool) -> Plan:
-        store_state, broker_state = self._read_state()
+        # Firestore and the broker are read at the same time; both must succeed.
+        store_state, broker_state = _both(
+            self._store.get_open_positions, self._broker.fetch_state, name="reconcile-read"
+        )
         query = evidence_query(store_state, broker_state, self._policy, run.started)
         closed = ClosedOrders(())
         if query:
-            claims = self._store.get_closed_order_claims(query.after)
-            closed = replace(
-                self._broker.fetch_closed_orders(query), claimed_by_closed_positions=claims
+            claims, fetched = _both(
+                lambda: self._store.get_closed_order_claims(query.after),
+                lambda: self._broker.fetch_closed_orders(query),
+                name="reconcile-evidence",
             )
+            closed = replace(fetched, claimed_by_closed_positions=claims)
         if not closed.complete:
             run.errors.append(
                 Issue(
@@ -294,9 +307,13 @@ class StateReconciler:
         ``only`` limits the decision to some kinds of finding: a failed run knows nothing about
         orphans or drift, so it must neither announce nor "resolve" them.
         """
+        alerts = self._alerts
         try:
-            heals = self._store.get_unannounced_heals()
-            states = self._alerts.load() if self._alerts else {}
+            heals, states = _both(
+                self._store.get_unannounced_heals,
+                alerts.load if alerts else dict,
+                name="reconcile-outbox",
+            )
             if only is not None:
                 states = {k: v for k, v in states.items() if v.kind in only}
             decision = decide_alerts(
@@ -331,13 +348,22 @@ class StateReconciler:
                 )
             )
             return
+        announced = [str(h["position_id"]) for h in heals]
+        current = {**states, **{s.finding_id: s for s in decision.writes}}
+        owed_ids = sorted({n.finding_id for n in decision.owed})
+        notices = [delivered(current[fid], run.started) for fid in owed_ids]
+
+        def clear_heals() -> None:
+            if announced:
+                self._store.mark_announced(announced)
+
+        def clear_notices() -> None:
+            if alerts and notices:
+                alerts.save(notices)
+
         try:
-            if heals:
-                self._store.mark_announced([str(h["position_id"]) for h in heals])
-            if self._alerts:
-                owed_ids = {n.finding_id for n in decision.owed}
-                current = {**states, **{s.finding_id: s for s in decision.writes}}
-                self._alerts.save(delivered(current[fid], run.started) for fid in sorted(owed_ids))
+            # Independent documents: cleared at the same time.
+            _both(clear_heals, clear_notices, name="reconcile-delivered")
         except StoreUnavailable as exc:
             # Delivered but not recorded: the next run repeats the message (at-least-once).
             run.errors.append(Issue(IssueKind.ALERT_STATE_FAILED, "", str(exc)))
