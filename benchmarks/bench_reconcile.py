@@ -515,11 +515,51 @@ def _host_port(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@dataclass(frozen=True)
+class Rtt:
+    """Modelled round-trip time to each service, in milliseconds."""
+
+    firestore: float
+    alpaca: float
+    discord: float
+
+    @classmethod
+    def parse(cls, text: str) -> Rtt:
+        """``20`` (every service) or ``firestore=10,alpaca=50,discord=80`` (unnamed: 0)."""
+        try:
+            if "=" not in text:
+                each = float(text)
+                return cls(each, each, each)
+            parts = dict(item.split("=", 1) for item in text.split(",") if item.strip())
+            unknown = set(parts) - {"firestore", "alpaca", "discord"}
+            if unknown:
+                raise ValueError(f"unknown service(s): {', '.join(sorted(unknown))}")
+            ms = {"firestore": 0.0, "alpaca": 0.0, "discord": 0.0}
+            ms.update((k, float(v)) for k, v in parts.items())
+            return cls(**ms)
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(
+                f"--rtt-ms {text!r}: {exc}; use e.g. 20 or firestore=10,alpaca=50,discord=80"
+            ) from None
+
+    def __bool__(self) -> bool:
+        return any((self.firestore, self.alpaca, self.discord))
+
+    @property
+    def label(self) -> str:
+        if self.firestore == self.alpaca == self.discord:
+            return f"{self.firestore:g} ms each"
+        return f"Firestore {self.firestore:g}, Alpaca {self.alpaca:g}, Discord {self.discord:g} ms"
+
+
+NO_RTT = Rtt(0.0, 0.0, 0.0)
+
+
 @dataclass
 class Network:
     """Where the reconcilers reach the stand-ins: directly, or through delay proxies."""
 
-    rtt_ms: float
+    rtt: Rtt
     firestore_host: str
     broker_url: str
     webhook_url: str
@@ -527,19 +567,18 @@ class Network:
 
     @classmethod
     def direct(cls, stands: Stands) -> Network:
-        return cls(0.0, stands.emulator.address, stands.sim.base_url, stands.sink.webhook_url)
+        return cls(NO_RTT, stands.emulator.address, stands.sim.base_url, stands.sink.webhook_url)
 
     @classmethod
-    def delayed(cls, stands: Stands, rtt_ms: float) -> Network:
+    def delayed(cls, stands: Stands, rtt: Rtt) -> Network:
         from urllib.parse import urlsplit
 
-        rtt = rtt_ms / 1000
-        fs = DelayProxy(_host_port(stands.emulator.address), rtt)
-        sim = DelayProxy(_host_port(urlsplit(stands.sim.base_url).netloc), rtt)
+        fs = DelayProxy(_host_port(stands.emulator.address), rtt.firestore / 1000)
+        sim = DelayProxy(_host_port(urlsplit(stands.sim.base_url).netloc), rtt.alpaca / 1000)
         sink_parts = urlsplit(stands.sink.webhook_url)
-        sink = DelayProxy(_host_port(sink_parts.netloc), rtt)
+        sink = DelayProxy(_host_port(sink_parts.netloc), rtt.discord / 1000)
         return cls(
-            rtt_ms,
+            rtt,
             fs.address,
             f"http://{sim.address}",
             sink_parts._replace(netloc=sink.address).geturl(),
@@ -895,7 +934,7 @@ class SizeResult:
 
 @dataclass
 class WanResult:
-    rtt_ms: float
+    rtt: Rtt
     n: int
     ours: list[float]
     naive: list[float]
@@ -1002,10 +1041,10 @@ def measure_size(
     return SizeResult(n, spec.counts, ours, naive, phase, floor)
 
 
-def measure_wan(stands: Stands, n: int, rtt_ms: float, repeat: int) -> WanResult:
+def measure_wan(stands: Stands, n: int, rtt: Rtt, repeat: int) -> WanResult:
     spec = build_world(n, datetime.now(UTC).replace(microsecond=0), stands.sim.account_id)
     seed_broker(stands.sim, spec)
-    net = Network.delayed(stands, rtt_ms)
+    net = Network.delayed(stands, rtt)
     try:
         ours_runs = [run_ours(stands, spec, net) for _ in range(repeat)]
         naive_runs = [run_naive(stands, spec, net) for _ in range(1)]
@@ -1013,11 +1052,11 @@ def measure_wan(stands: Stands, n: int, rtt_ms: float, repeat: int) -> WanResult
     finally:
         net.stop()
     _progress(
-        f"N={n}, RTT {rtt_ms:g} ms: ours {statistics.median(r.seconds for r in ours_runs):.2f}s, "
+        f"N={n}, RTT {rtt.label}: ours {statistics.median(r.seconds for r in ours_runs):.2f}s, "
         f"naive {naive_runs[0][0]:.2f}s"
     )
     return WanResult(
-        rtt_ms,
+        rtt,
         n,
         [r.seconds for r in ours_runs],
         [s for s, _ in naive_runs],
@@ -1192,7 +1231,7 @@ def wan_table(wan: Sequence[WanResult]) -> str:
         ours, naive = statistics.median(w.ours), statistics.median(w.naive)
         rows.append(
             [
-                f"{w.rtt_ms:g} ms",
+                w.rtt.label,
                 f"{w.n:,}",
                 f"{_s(ours)} ({len(w.ours)} runs)",
                 f"{_s(naive)} ({len(w.naive)} run)",
@@ -1206,7 +1245,7 @@ def wan_table(wan: Sequence[WanResult]) -> str:
         )
     return md_table(
         [
-            "RTT (each service)",
+            "RTT",
             "N",
             "ours median (s)",
             "naive (s)",
@@ -1297,10 +1336,7 @@ def evaluate_targets(
             if w.n == 1000:
                 ws = statistics.median(w.naive) / statistics.median(w.ours)
                 cap = statistics.median(w.naive) / statistics.median(w.floor)
-                figure += (
-                    f"; with {w.rtt_ms:g} ms RTT to each service {ws:.1f}x "
-                    f"(most possible: {cap:.1f}x)"
-                )
+                figure += f"; with RTT {w.rtt.label}: {ws:.1f}x (most possible: {cap:.1f}x)"
         targets.append(Target("N = 1,000 at least 10x faster than naive", figure, speedup >= 10))
     else:
         targets.append(Target("N = 1,000 at least 10x faster than naive", "not run", None))
@@ -1391,7 +1427,7 @@ def write_plot(results: Sequence[SizeResult], wan: Sequence[WanResult], path: Pa
             marker="^",
             color="tab:blue",
             linestyle="none",
-            label=f"ours, {w.rtt_ms:g} ms RTT (modelled)",
+            label=f"ours, RTT {w.rtt.label} (modelled)",
         )
         ax1.plot(
             [w.n],
@@ -1399,7 +1435,7 @@ def write_plot(results: Sequence[SizeResult], wan: Sequence[WanResult], path: Pa
             marker="^",
             color="tab:red",
             linestyle="none",
-            label=f"naive, {w.rtt_ms:g} ms RTT (modelled)",
+            label=f"naive, RTT {w.rtt.label} (modelled)",
         )
     ax1.set_xscale("log")
     ax1.set_yscale("log")
@@ -1537,7 +1573,10 @@ def generated_block(
         "",
         f"The whole run took {elapsed / 60:.1f} minutes. `--quick` runs N = 10 and 100 only; "
         "`--sizes 10,1000 --repeat 3` picks sizes and repetitions; `--no-cold-start`, "
-        "`--no-wan`, `--no-rss` skip those parts.",
+        "`--no-wan`, `--no-rss` skip those parts; `--rtt-ms` sets the latency run's RTT, "
+        "for every service (`--rtt-ms 20`) or each (`--rtt-ms "
+        "firestore=10,alpaca=50,discord=80`), so the comparison can be rerun with the "
+        "latencies measured in production.",
         "",
         "## Method",
         "",
@@ -1669,7 +1708,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="10,100,1000,10000", help="comma-separated N")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per N (3 at 10,000)")
     parser.add_argument("--quick", action="store_true", help="N = 10, 100 only (smoke run)")
-    parser.add_argument("--rtt-ms", type=float, default=20.0, help="RTT of the latency run")
+    parser.add_argument(
+        "--rtt-ms",
+        type=Rtt.parse,
+        default=Rtt(20.0, 20.0, 20.0),
+        help="RTT of the latency run: 20 (each service) or firestore=10,alpaca=50,discord=80",
+    )
     parser.add_argument("--no-wan", action="store_true", help="skip the latency run")
     parser.add_argument("--no-rss", action="store_true", help="skip the child RSS runs")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the cold start")
@@ -1718,8 +1762,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(ratio_table([result]))
 
             wan_n = max((n for n in sizes if n <= 1000), default=None)
-            if not args.no_wan and wan_n is not None and args.rtt_ms > 0:
-                print(f"\n== N = {wan_n:,} with {args.rtt_ms:g} ms RTT ==", flush=True)
+            if not args.no_wan and wan_n is not None and args.rtt_ms:
+                print(f"\n== N = {wan_n:,} with RTT {args.rtt_ms.label} ==", flush=True)
                 wan.append(measure_wan(stands, wan_n, args.rtt_ms, repeat=min(3, args.repeat)))
                 timer.take(0.0)
 
