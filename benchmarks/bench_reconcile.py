@@ -1400,6 +1400,14 @@ def write_plot(results: Sequence[SizeResult], wan: Sequence[WanResult], path: Pa
     )
     naive = [r.naive.median for r in results]
     ax1.plot(ns, naive, marker="s", linestyle="--", color="tab:red", label="naive baseline")
+    ax1.plot(
+        ns,
+        [r.floor_median for r in results],
+        marker=".",
+        linestyle=":",
+        color="tab:gray",
+        label="floor: stream the open book, nothing else",
+    )
     extrapolated = [r for r in results if r.naive.extrapolated_from is not None]
     if extrapolated:
         ax1.plot(
