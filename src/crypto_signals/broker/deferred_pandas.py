@@ -45,9 +45,10 @@ class DeferredModule(types.ModuleType):
                 f"{self.__name__} is deferred while alpaca-py is imported; "
                 f"import {self.__name__} before crypto_signals.broker.alpaca_sdk to use it there"
             )
-        return getattr(self.real(), name)
+        return getattr(self._load_real(), name)
 
-    def real(self) -> types.ModuleType:
+    def _load_real(self) -> types.ModuleType:
+        # Underscored: a public method here would shadow a pandas attribute of the same name.
         with _lock:
             if sys.modules.get(self.__name__) is self:
                 del sys.modules[self.__name__]
