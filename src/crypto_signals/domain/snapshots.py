@@ -18,22 +18,6 @@ from crypto_signals.domain.symbols import display_symbol, symbol_key
 
 OrderSide = Literal["buy", "sell"]
 
-# Alpaca order statuses that mean the order can still fill (QueryOrderStatus.OPEN's members).
-OPEN_ORDER_STATUSES = frozenset(
-    {
-        "new",
-        "accepted",
-        "pending_new",
-        "partially_filled",
-        "accepted_for_bidding",
-        "pending_cancel",
-        "pending_replace",
-        "held",
-        "calculated",
-        "stopped",
-        "suspended",
-    }
-)
 # Final statuses; with filled_qty == 0 they prove the order never filled. ("done_for_day" is
 # not final: the order resumes next session.)
 UNFILLED_END_STATUSES = frozenset({"canceled", "expired", "rejected"})
@@ -109,10 +93,6 @@ class BrokerOrder:
     @property
     def key(self) -> str:
         return symbol_key(self.symbol)
-
-    @property
-    def is_working(self) -> bool:
-        return self.status in OPEN_ORDER_STATUSES
 
     @property
     def never_filled(self) -> bool:
