@@ -73,22 +73,8 @@ def test_closed_orders_paginate_with_the_after_cursor(sim: AlpacaSimulator) -> N
     # 1,100 fills with some sharing a timestamp across the page boundary.
     for i in range(1100):
         at = T0 + timedelta(seconds=i // 3)
-        sim.add_order(
-            symbol="BTC/USD",
-            side="sell",
-            qty="0.01",
-            submitted_at=at,
-            filled_at=at,
-            filled_avg_price="60000",
-        )
-    sim.add_order(
-        symbol="ETH/USD",
-        side="sell",
-        qty="1",
-        submitted_at=T0,
-        filled_at=T0,
-        filled_avg_price="3000",
-    )
+        sim.add_fill("BTC/USD", "sell", "0.01", price="60000", at=at)
+    sim.add_fill("ETH/USD", "sell", "1", price="3000", at=T0)
     b = broker(sim)
 
     closed = b.fetch_closed_orders(EvidenceQuery(("BTC/USD",), T0 - timedelta(hours=1)))
@@ -110,12 +96,8 @@ def test_closed_orders_paginate_with_the_after_cursor(sim: AlpacaSimulator) -> N
 def test_closed_orders_many_symbols_use_one_unfiltered_listing(sim: AlpacaSimulator) -> None:
     symbols = tuple(f"S{i:03d}" for i in range(80))
     for s in symbols[:5]:
-        sim.add_order(
-            symbol=s, side="sell", qty="1", submitted_at=T0, filled_at=T0, filled_avg_price="10"
-        )
-    sim.add_order(
-        symbol="OTHER", side="sell", qty="1", submitted_at=T0, filled_at=T0, filled_avg_price="10"
-    )
+        sim.add_fill(s, "sell", "1", price="10", at=T0)
+    sim.add_fill("OTHER", "sell", "1", price="10", at=T0)
     closed = broker(sim).fetch_closed_orders(EvidenceQuery(symbols, T0 - timedelta(days=1)))
     assert sorted(o.symbol for o in closed.orders) == list(symbols[:5])
     assert "symbols" not in sim.requests[-1].query
@@ -256,14 +238,7 @@ def test_pagination_cursor_ignores_late_bracket_legs(sim: AlpacaSimulator) -> No
     )
     for i in range(699):
         at = T0 + timedelta(minutes=i + 1)
-        sim.add_order(
-            symbol="BTC/USD",
-            side="sell",
-            qty="0.001",
-            submitted_at=at,
-            filled_at=at,
-            filled_avg_price="60000",
-        )
+        sim.add_fill("BTC/USD", "sell", "0.001", price="60000", at=at)
 
     closed = broker(sim).fetch_closed_orders(EvidenceQuery(("BTC/USD",), T0 - timedelta(hours=1)))
 

@@ -96,14 +96,7 @@ def test_secrets_never_appear_in_any_output_of_a_failing_run(
     token = sink.webhook_url.rstrip("/").rsplit("/", 1)[-1]
     secrets = [API_KEY, SECRET_KEY, sink.webhook_url, token]
     world.position(position_doc("s-1", "ETH/USD", 1.0, 100.0, created_at=now - 5 * H))
-    world.sim.add_order(
-        symbol="ETH/USD",
-        side="sell",
-        qty="1",
-        submitted_at=now - H,
-        filled_at=now - H,
-        filled_avg_price="110",
-    )
+    world.sim.add_fill("ETH/USD", "sell", "1", price="110", at=now - H)
     world.sim.add_position("SOL/USD", "40", current_price="150")
     sink.inject_fault(SinkFault(kind="status", status=500, times=None))
     debug = {**env, "LOG_LEVEL": "DEBUG"}
@@ -138,14 +131,7 @@ def test_json_logs_carry_severity_message_and_run_id_on_every_line(
     world: World, env: dict[str, str], now: datetime
 ) -> None:
     world.position(position_doc("j-1", "ETH/USD", 1.0, 100.0, created_at=now - 5 * H))
-    world.sim.add_order(
-        symbol="ETH/USD",
-        side="sell",
-        qty="1",
-        submitted_at=now - H,
-        filled_at=now - H,
-        filled_avg_price="110",
-    )
+    world.sim.add_fill("ETH/USD", "sell", "1", price="110", at=now - H)
     world.sim.add_position("SOL/USD", "40", current_price="150")
 
     done = cli({**env, "LOG_FORMAT": "json"}, "--json")

@@ -97,24 +97,16 @@ def seed_zombie(world: World, now: datetime) -> str:
             ZOMBIE_ID, "ETH/USD", 2.0, 3000.0, created_at=opened, account_id=sim.account_id
         )
     )
-    sim.add_order(
-        symbol="ETH/USD",
-        side="buy",
-        qty="2",
+    sim.add_fill(
+        "ETH/USD",
+        "buy",
+        "2",
+        price="3000",
+        at=opened,
         id=entry_order_id(ZOMBIE_ID),
         client_order_id=ZOMBIE_ID,
-        submitted_at=opened,
-        filled_at=opened,
-        filled_avg_price="3000",
     )
-    sim.add_order(
-        symbol="ETH/USD",
-        side="sell",
-        qty="2",
-        submitted_at=closed,
-        filled_at=closed,
-        filled_avg_price=str(EXIT_PRICE),
-    )
+    sim.add_fill("ETH/USD", "sell", "2", price=str(EXIT_PRICE), at=closed)
     return ZOMBIE_ID
 
 

@@ -51,13 +51,8 @@ def zombie_with_sell(
     side: str = "buy",
 ) -> None:
     world.position(position_doc(pid, symbol, qty, entry, created_at=now - 5 * H, side=side))
-    world.sim.add_order(
-        symbol=symbol,
-        side="sell" if side == "buy" else "buy",
-        qty=str(qty),
-        submitted_at=now - H,
-        filled_at=now - H,
-        filled_avg_price=exit_price,
+    world.sim.add_fill(
+        symbol, "sell" if side == "buy" else "buy", str(qty), price=exit_price, at=now - H
     )
 
 
@@ -222,14 +217,7 @@ def test_foreign_account_refuses_every_heal(
             "acct-1", "ETH/USD", 1.0, 100.0, created_at=now - 5 * H, account_id="some-other-account"
         )
     )
-    world.sim.add_order(
-        symbol="ETH/USD",
-        side="sell",
-        qty="1",
-        submitted_at=now - H,
-        filled_at=now - H,
-        filled_avg_price="110",
-    )
+    world.sim.add_fill("ETH/USD", "sell", "1", price="110", at=now - H)
 
     report = make_reconciler().reconcile()
 
@@ -243,14 +231,7 @@ def test_drift_is_reported_never_fixed(world: World, make_reconciler: Build, now
     world.position(position_doc("d-2", "BTC/USD", 0.5, 60000.0, created_at=now - H / 2))
     world.sim.add_position("BTC/USD", "1.2", current_price="60000")
     # A person sold 0.3 of d-1 in the app (before d-2 existed, so only d-1 can explain it).
-    world.sim.add_order(
-        symbol="BTC/USD",
-        side="sell",
-        qty="0.3",
-        submitted_at=now - H,
-        filled_at=now - H,
-        filled_avg_price="61000",
-    )
+    world.sim.add_fill("BTC/USD", "sell", "0.3", price="61000", at=now - H)
 
     report = make_reconciler().reconcile()
 
@@ -342,23 +323,15 @@ def test_fills_of_positions_closed_in_firestore_are_not_evidence(
         exit_reason="STOP_LOSS",
     )
     world.position(closed_r)
-    world.sim.add_order(
-        symbol="BTC/USD",
-        side="sell",
-        qty="1",
-        submitted_at=now - 4 * H,
-        filled_at=now - 4 * H,
-        filled_avg_price="90",
+    world.sim.add_fill(
+        "BTC/USD",
+        "sell",
+        "1",
+        price="90",
+        at=now - 4 * H,
         id="11111111-1111-4111-8111-111111111111",
     )
-    manual = world.sim.add_order(
-        symbol="BTC/USD",
-        side="sell",
-        qty="1",
-        submitted_at=now - H,
-        filled_at=now - H,
-        filled_avg_price="150",
-    )
+    manual = world.sim.add_fill("BTC/USD", "sell", "1", price="150", at=now - H)
 
     [healed] = make_reconciler().reconcile().healed
 

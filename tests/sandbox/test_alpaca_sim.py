@@ -20,6 +20,7 @@ from alpaca.trading.enums import (
     AssetExchange,
     OrderSide,
     OrderStatus,
+    OrderType,
     PositionSide,
     QueryOrderStatus,
     TimeInForce,
@@ -324,6 +325,22 @@ def test_get_order_by_id_and_client_id(sim: AlpacaSimulator, client: TradingClie
     with pytest.raises(APIError) as excinfo:
         order_by_client_id(client, "no-such-order")
     assert excinfo.value.status_code == 404
+
+
+def test_add_fill_is_a_market_order_filled_in_full_at_once(
+    sim: AlpacaSimulator, client: TradingClient
+) -> None:
+    stored = sim.add_fill("ETH/USD", "sell", "2", price="3150.25", at=at(30), client_order_id="x-1")
+
+    order = order_by_client_id(client, "x-1")
+    assert order.id == UUID(stored["id"])
+    assert (order.status, order.side, order.order_type) == (
+        OrderStatus.FILLED,
+        OrderSide.SELL,
+        OrderType.MARKET,
+    )
+    assert (order.qty, order.filled_qty, order.filled_avg_price) == ("2", "2", "3150.25")
+    assert order.submitted_at == order.filled_at == at(30)
 
 
 def test_set_order_status_fills_and_records_activity(

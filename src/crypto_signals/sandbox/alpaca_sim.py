@@ -672,6 +672,29 @@ class AlpacaSimulator:
 
     # -- state: orders -------------------------------------------------------------------------
 
+    def add_fill(
+        self,
+        symbol: str,
+        side: str,
+        qty: Number,
+        *,
+        price: Number,
+        at: datetime | str,
+        id: str | None = None,
+        client_order_id: str | None = None,
+    ) -> JSONDict:
+        """A market order submitted and filled in full at ``at``: the usual evidence of a trade."""
+        return self.add_order(
+            symbol=symbol,
+            side=side,
+            qty=qty,
+            submitted_at=at,
+            filled_at=at,
+            filled_avg_price=price,
+            id=id,
+            client_order_id=client_order_id,
+        )
+
     def add_order(
         self,
         *,

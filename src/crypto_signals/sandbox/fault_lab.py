@@ -93,24 +93,16 @@ class Lab:
         world.position(position_doc(MATCHING, "BTC/USD", 0.5, 61000.0, created_at=now - 6 * hours))
         self.sim.add_position("BTC/USD", "0.5", avg_entry_price="61000", current_price="62000")
         world.position(position_doc(ZOMBIE, "ETH/USD", 2.0, 3000.0, created_at=now - 5 * hours))
-        self.sim.add_order(
-            symbol="ETH/USD",
-            side="buy",
-            qty="2",
+        self.sim.add_fill(
+            "ETH/USD",
+            "buy",
+            "2",
+            price="3000",
+            at=now - 5 * hours,
             id=entry_order_id(ZOMBIE),
             client_order_id=ZOMBIE,
-            submitted_at=now - 5 * hours,
-            filled_at=now - 5 * hours,
-            filled_avg_price="3000",
         )
-        self.sim.add_order(
-            symbol="ETH/USD",
-            side="sell",
-            qty="2",
-            submitted_at=now - hours,
-            filled_at=now - hours,
-            filled_avg_price="3150",
-        )
+        self.sim.add_fill("ETH/USD", "sell", "2", price="3150", at=now - hours)
         world.position(
             position_doc(NO_EVIDENCE, "AVAX/USD", 100.0, 35.0, created_at=now - 8 * hours)
         )
@@ -279,14 +271,7 @@ def _short_page(lab: Lab) -> None:
     # Many closed orders so that the zombie's closing sell lies in the part that is cut off.
     for i in range(40):
         at = lab.now - timedelta(hours=4, minutes=-i)
-        lab.sim.add_order(
-            symbol="ETH/USD",
-            side="buy",
-            qty="0.01",
-            submitted_at=at,
-            filled_at=at,
-            filled_avg_price="3000",
-        )
+        lab.sim.add_fill("ETH/USD", "buy", "0.01", price="3000", at=at)
     lab.sim.inject_fault("orders", Fault(kind="short_page", times=None))
     lab.run()
     lab.sim.clear_faults()

@@ -129,26 +129,16 @@ def seed_demo(world: World, now: datetime) -> None:
     world.position(
         position_doc(eth, "ETH/USD", 2.0, 3000.0, created_at=now - 5 * hours, account_id=account)
     )
-    sim.add_order(
-        symbol="ETH/USD",
-        side="buy",
-        qty="2",
-        status="filled",
+    sim.add_fill(
+        "ETH/USD",
+        "buy",
+        "2",
+        price="3000",
+        at=now - 5 * hours,
         id=entry_order_id(eth),
         client_order_id=eth,
-        submitted_at=now - 5 * hours,
-        filled_at=now - 5 * hours,
-        filled_avg_price="3000",
     )
-    sim.add_order(
-        symbol="ETH/USD",
-        side="sell",
-        qty="2",
-        status="filled",
-        submitted_at=now - 1 * hours,
-        filled_at=now - 1 * hours,
-        filled_avg_price="3150.25",
-    )
+    sim.add_fill("ETH/USD", "sell", "2", price="3150.25", at=now - 1 * hours)
 
     # Zombie whose entry order was canceled before any fill: closes with P&L 0.
     ltc = "sig-ltc-001"
