@@ -107,7 +107,7 @@ class AlpacaBroker:
                 f"{endpoint}: unexpected response shape ({type(exc).__name__})"
             ) from None
 
-    def fetch_state(self) -> BrokerState:
+    def fetch_state(self, *, deadline: float | None = None) -> BrokerState:
         account = self._call("GET /v2/account", self._client.get_account)
         positions = self._call("GET /v2/positions", self._client.get_all_positions)
         open_orders = self._list_orders(
@@ -121,7 +121,9 @@ class AlpacaBroker:
             open_orders=open_orders,
         )
 
-    def fetch_closed_orders(self, query: EvidenceQuery) -> ClosedOrders:
+    def fetch_closed_orders(
+        self, query: EvidenceQuery, *, deadline: float | None = None
+    ) -> ClosedOrders:
         symbols = list(query.symbols) if len(query.symbols) <= _MAX_SYMBOL_FILTER else None
         wanted = {symbol_key(s) for s in query.symbols}
         try:
@@ -231,13 +233,14 @@ def _position(p: Position) -> Iterable[BrokerPosition]:
     )
 
 
-def _orders_with_legs(o: Order) -> Iterable[BrokerOrder]:
-    yield _order(o)
+def _orders_with_legs(o: Order, parent: BrokerOrder | None = None) -> Iterable[BrokerOrder]:
+    order = _order(o, parent)
+    yield order
     for leg in o.legs or ():
-        yield from _orders_with_legs(leg)
+        yield from _orders_with_legs(leg, order)
 
 
-def _order(o: Order) -> BrokerOrder:
+def _order(o: Order, parent: BrokerOrder | None = None) -> BrokerOrder:
     side = str(getattr(o.side, "value", o.side))
     if side not in ("buy", "sell") or not o.symbol:
         raise ValueError(f"order {o.id} has no usable side/symbol")
@@ -254,6 +257,8 @@ def _order(o: Order) -> BrokerOrder:
         submitted_at=o.submitted_at,
         filled_at=o.filled_at,
         ended_at=o.canceled_at or o.expired_at or o.failed_at or o.updated_at,
+        parent_id=parent.id if parent else None,
+        parent_client_order_id=parent.client_order_id if parent else None,
     )
 
 

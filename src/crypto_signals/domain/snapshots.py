@@ -89,6 +89,11 @@ class BrokerOrder:
     submitted_at: datetime
     filled_at: datetime | None
     ended_at: datetime | None  # canceled / expired / failed / last update time
+    # A bracket / OCO / OTO leg keeps its parent (the entry order it hangs under in a nested
+    # listing): the leg belongs to the position whose entry that parent is, even when the
+    # position document does not store the leg ids.
+    parent_id: str | None = None
+    parent_client_order_id: str | None = None
 
     @property
     def key(self) -> str:
@@ -102,6 +107,45 @@ class BrokerOrder:
     def filled(self) -> Decimal:
         return self.filled_qty or Decimal(0)
 
+    @property
+    def fill_time(self) -> datetime | None:
+        """When the fill happened, as well as the broker says.
+
+        ``filled_at`` when the broker gives it; for an order that filled in part and was then
+        canceled or expired (no ``filled_at``), the time it ended: the fill happened no later.
+        """
+        return self.filled_at or (self.ended_at if self.filled > 0 else None)
+
+    @property
+    def is_fill(self) -> bool:
+        """Usable as fill evidence: a positive filled quantity, an average price and a time."""
+        return (
+            self.filled > 0
+            and self.filled_avg_price is not None
+            and self.filled_avg_price > 0
+            and self.fill_time is not None
+        )
+
+
+@dataclass(frozen=True)
+class UnreadableItem:
+    """One item of a broker listing the adapter could not parse (the rest of the listing was).
+
+    It is named, and it blocks any decision it could change: heals on its symbol, or on the
+    position whose entry order it may be (by id or client order id). An item with no symbol and
+    no id could be anything, so it blocks every heal.
+    """
+
+    endpoint: str  # e.g. "GET /v2/orders?status=closed"
+    item_id: str | None  # order id (or None when even that is unreadable)
+    symbol: str | None  # as the broker sent it; None or "" when absent
+    client_order_id: str | None
+    detail: str  # what was wrong, never the raw payload
+
+    @property
+    def key(self) -> str | None:
+        return symbol_key(self.symbol) if self.symbol else None
+
 
 @dataclass(frozen=True)
 class BrokerState:
@@ -110,6 +154,7 @@ class BrokerState:
     account_id: str
     positions: tuple[BrokerPosition, ...]
     open_orders: tuple[BrokerOrder, ...]
+    unreadable: tuple[UnreadableItem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +167,7 @@ class ClosedOrders:
 
     orders: tuple[BrokerOrder, ...]
     complete: bool = True
+    unreadable: tuple[UnreadableItem, ...] = ()
     # Order ids (and client order ids) that belong to positions already CLOSED in Firestore:
     # their fills are those positions' exits, never evidence for another position.
     claimed_by_closed_positions: frozenset[str] = frozenset()

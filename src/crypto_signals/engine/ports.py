@@ -34,11 +34,16 @@ class StoreUnavailable(Exception):
 
 
 class Broker(Protocol):
+    """``deadline`` is a ``time.monotonic()`` instant: waits (a rate limit's reset) never go
+    past it; a call that cannot finish before it raises :class:`BrokerUnavailable`."""
+
     call_count: int
 
-    def fetch_state(self) -> BrokerState: ...
+    def fetch_state(self, *, deadline: float | None = None) -> BrokerState: ...
 
-    def fetch_closed_orders(self, query: EvidenceQuery) -> ClosedOrders: ...
+    def fetch_closed_orders(
+        self, query: EvidenceQuery, *, deadline: float | None = None
+    ) -> ClosedOrders: ...
 
 
 class HealOutcome(StrEnum):
