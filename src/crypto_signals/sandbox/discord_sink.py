@@ -8,8 +8,9 @@ renderer via :func:`crypto_signals.notifications.discord_render.find_violations`
 a wrong token or an unknown route. Faults can be queued to script outages: arbitrary status
 codes, 429 rate limits with Discord's body and headers, and hangs.
 
-The server is a stdlib ``ThreadingHTTPServer`` running in a daemon thread, so a hanging
-request never blocks other requests or :meth:`DiscordSink.stop`.
+The server is a stdlib ``ThreadingHTTPServer`` running in a daemon thread
+(:class:`crypto_signals.sandbox.loopback.LoopbackService`), so a hanging request never blocks
+other requests or :meth:`DiscordSink.stop`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,6 +32,7 @@ from crypto_signals.notifications.discord_render import (
     LimitViolation,
     find_violations,
 )
+from crypto_signals.sandbox.loopback import LoopbackService
 
 WEBHOOK_ID: Final = "1234567890"
 # A fake token, but treated as a secret by the client so tests can prove it never leaks.
@@ -69,76 +70,29 @@ class SinkFault:
     times: int | None = 1
 
 
-class DiscordSink:
+class DiscordSink(LoopbackService):
     """Local Discord webhook endpoint that records what it receives."""
+
+    _service_name = "discord-sink"
 
     def __init__(
         self, *, host: str = "127.0.0.1", port: int = 0, enforce_limits: bool = True
     ) -> None:
-        self._host = host
-        self._port = port
+        super().__init__(host=host, port=port)
         self.enforce_limits = enforce_limits
         self._lock = threading.Lock()
         self._messages: list[dict[str, Any]] = []
         self._attempts: list[tuple[int, dict[str, Any] | None]] = []
         # Each entry is [fault, remaining uses or None]; the head is consumed first.
         self._faults: deque[list[Any]] = deque()
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._message_ids = itertools.count(1)
 
-    # --- lifecycle -----------------------------------------------------------------------
+    # --- lifecycle (start, stop, context manager: LoopbackService) -----------------------
 
-    def start(self) -> DiscordSink:
-        """Bind and serve in a daemon thread; returns ``self`` for chaining."""
-        if self._server is not None:
-            raise RuntimeError("sink already started")
-        self._stopping.clear()
-        server = ThreadingHTTPServer((self._host, self._port), _make_handler(self))
-        # Daemon handler threads: a hung request must never keep the process alive.
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="discord-sink",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket; wakes any hanging request first."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> DiscordSink:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _make_handler(self)
 
     # --- inspection and scripting --------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("sink not started")
-        return int(self._server.server_address[1])
 
     @property
     def webhook_url(self) -> str:
