@@ -25,7 +25,7 @@ from alpaca.trading.enums import (
     QueryOrderStatus,
     TimeInForce,
 )
-from alpaca.trading.models import Order, Position, TradeAccount, TradeActivity
+from alpaca.trading.models import Order, Position, TradeAccount
 from alpaca.trading.requests import GetOrderByIdRequest, GetOrdersRequest, MarketOrderRequest
 
 from crypto_signals.sandbox.alpaca_sim import AlpacaSimulator, Fault, RecordedRequest
@@ -255,7 +255,11 @@ def test_get_orders_defaults_desc_and_until_is_exclusive(
         client, GetOrdersRequest(status=QueryOrderStatus.CLOSED, side=OrderSide.SELL, until=at(70))
     )
 
-    assert ids(orders) == [made["sell"], made["canceled"]]
+    # Not nested, so the bracket's held stop-loss leg (at 42) is listed too: held orders are
+    # listed under closed (alpacahq/alpaca-trade-api-python#322).
+    held = [o for o in orders if o.status == OrderStatus.HELD]
+    assert ids(orders) == [made["sell"], made["canceled"], *ids(held)]
+    assert len(held) == 1
 
 
 def test_get_orders_pagination_by_after(sim: AlpacaSimulator, client: TradingClient) -> None:
@@ -390,15 +394,17 @@ def test_activities_fill_shape_filters_and_paging(
     )
     sim.add_order(symbol="AAPL", side="buy", qty="1", status="new", submitted_at=at(11))
 
-    newest_first = [TradeActivity(**a) for a in client.get("/account/activities/FILL")]
-    assert [str(a.order_id) for a in newest_first] == [partial["id"], *reversed(order_ids)]
+    newest_first = client.get("/account/activities/FILL")
+    assert [a["order_id"] for a in newest_first] == [partial["id"], *reversed(order_ids)]
     partial_fill = newest_first[0]
-    assert (partial_fill.type, partial_fill.qty, partial_fill.leaves_qty) == (
+    assert (partial_fill["type"], partial_fill["qty"], partial_fill["leaves_qty"]) == (
         "partial_fill",
-        4.0,
-        6.0,
+        "4",
+        "6",
     )
-    assert partial_fill.order_status == OrderStatus.PARTIALLY_FILLED
+    assert partial_fill["order_status"] == "partially_filled"
+    # The Trading API's activities carry no account_id (alpaca-py's TradeActivity wants one).
+    assert all("account_id" not in a for a in newest_first)
     first = client.get("/account/activities/FILL", {"direction": "asc"})[0]
     assert first["id"].startswith("20260101000001000::")
     assert first["symbol"] == "BTC/USD"
