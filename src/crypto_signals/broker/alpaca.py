@@ -1,61 +1,78 @@
-"""The broker adapter: alpaca-py (unmodified) in, project snapshots out.
+"""The broker adapter: alpaca-py (unmodified) as transport in, project snapshots out.
 
-Every failure -- an HTTP error, a 429 after alpaca-py's retries, a timeout, a body that is not
-JSON, a body of the wrong shape -- becomes :class:`BrokerUnavailable` with a message naming the
-endpoint and what went wrong. Nothing here ever returns an empty list for a failed call: the
-predecessor did, and closed every open position.
+A failure of a call -- an HTTP error, a rate limit that does not reset before the run's
+deadline, a timeout, a body that is not JSON, a body that is not a list (or an object) as a
+whole -- becomes :class:`BrokerUnavailable` with a message naming the endpoint and what went
+wrong. Nothing here ever returns an empty list for a failed call: the predecessor did, and closed
+every open position.
+
+One *item* the adapter cannot read (an order or a position) does not fail the call: it becomes an
+:class:`~crypto_signals.domain.snapshots.UnreadableItem` in ``BrokerState.unreadable`` or
+``ClosedOrders.unreadable`` (see ``broker/items.py``), and the rest of the listing is used.
+
+Order listings page oldest first with ``after`` as the cursor and are complete only when a page
+brings nothing new (see :meth:`AlpacaBroker._list_orders`): a short page never ends a listing.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any, Literal
 
-import requests
-from pydantic import ValidationError
-
-from crypto_signals.broker.alpaca_sdk import (
-    APIError,
-    GetOrdersRequest,
-    Order,
-    Position,
-    QueryOrderStatus,
-    Sort,
-    TradeAccount,
-    TradingClient,
-)
-from crypto_signals.broker.http import TimeoutSession
+from crypto_signals.broker.alpaca_sdk import GetOrdersRequest, QueryOrderStatus, Sort, TradingClient
+from crypto_signals.broker.alpaca_transport import AlpacaTransport, build_trading_client
+from crypto_signals.broker.items import parse_account, parse_order_item, parse_position
 from crypto_signals.domain.snapshots import (
     BrokerOrder,
     BrokerPosition,
     BrokerState,
     ClosedOrders,
     EvidenceQuery,
+    UnreadableItem,
 )
 from crypto_signals.domain.symbols import symbol_key
 from crypto_signals.engine.ports import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-_PAGE_LIMIT = 500  # Alpaca's maximum page size for GET /v2/orders
+PAGE_LIMIT = 500  # Alpaca's maximum page size for GET /v2/orders
 # Beyond this many symbols the filter would make a very long URL; one unfiltered listing
 # since the same time costs the same number of calls and is filtered here instead.
-_MAX_SYMBOL_FILTER = 50
+MAX_SYMBOL_FILTER = 50
+DEFAULT_MAX_PAGES = 40
+
+SymbolForm = Literal["slash", "compact", "none"]
+"""How ``fetch_closed_orders`` sends the ``symbols`` filter.
+
+``"slash"``: the symbols as the query holds them (Firestore's form: ``BTC/USD``, ``AAPL``), what
+the adapter has always sent; ``"compact"``: without the slash (``BTCUSD``, the form the spec's
+text gives as the example); ``"none"``: no filter at all (every closed order since ``after``,
+filtered here; costs more pages). Equity symbols are the same in both forms.
+"""
 
 
 class AlpacaBroker:
     """Reads account, positions and orders; never submits or cancels anything."""
 
-    def __init__(self, client: TradingClient, *, max_pages: int = 40) -> None:
-        self._client = client
+    def __init__(
+        self,
+        client: TradingClient,
+        *,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        rate_limit_waits: int = 2,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        if max_pages < 2:
+            raise ValueError("max_pages must be >= 2: a complete listing needs a confirming page")
+        kwargs: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
+        self._transport = AlpacaTransport(client, rate_limit_waits=rate_limit_waits, **kwargs)
         self._max_pages = max_pages
-        self.call_count = 0
+        self._lock = threading.Lock()
+        self.call_count = 0  # logical calls: one per endpoint or page (429 retries included)
 
     @classmethod
     def from_credentials(
@@ -67,76 +84,117 @@ class AlpacaBroker:
         base_url: str | None,
         timeout_seconds: float,
         retries: int,
-        max_pages: int = 40,
+        max_pages: int = DEFAULT_MAX_PAGES,
     ) -> AlpacaBroker:
-        client = TradingClient(api_key, secret_key, paper=paper, url_override=base_url or None)
-        # TradingClient exposes neither a timeout nor its retry settings (RESTClient does, but
-        # TradingClient does not pass them through). Its RESTClient sends everything through
-        # these attributes, so setting them is the narrowest way to bound every call: 429/504
-        # are retried `retries` times one second apart by alpaca-py, the rest by the session.
-        client._retry = retries
-        client._retry_wait = 1
-        client._session = TimeoutSession(
-            connect_timeout=min(5.0, timeout_seconds), read_timeout=timeout_seconds, retries=retries
+        """``retries`` bounds both the session's retries (connect errors, 502/503/504) and the
+        waits for a rate limit's reset."""
+        client = build_trading_client(
+            api_key=api_key,
+            secret_key=secret_key,
+            paper=paper,
+            base_url=base_url,
+            timeout_seconds=timeout_seconds,
+            retries=retries,
         )
-        return cls(client, max_pages=max_pages)
+        return cls(client, max_pages=max_pages, rate_limit_waits=retries)
 
-    # -- calls --------------------------------------------------------------------------------
+    @property
+    def rate_limited(self) -> int:
+        """How many 429 answers this adapter has received (each waited out or failed)."""
+        return self._transport.rate_limited
 
-    def _call(self, endpoint: str, fn: Callable[[], T]) -> T:
-        self.call_count += 1
-        try:
-            return fn()
-        except APIError as exc:
-            raise BrokerUnavailable(f"{endpoint}: {_describe_api_error(exc)}") from None
-        except requests.exceptions.Timeout:
-            raise BrokerUnavailable(f"{endpoint}: timed out") from None
-        except requests.exceptions.JSONDecodeError:
-            raise BrokerUnavailable(f"{endpoint}: malformed response (not JSON)") from None
-        except json.JSONDecodeError:
-            raise BrokerUnavailable(f"{endpoint}: malformed response (not JSON)") from None
-        except requests.exceptions.RequestException as exc:
-            raise BrokerUnavailable(f"{endpoint}: {type(exc).__name__}") from None
-        except ValidationError as exc:
-            raise BrokerUnavailable(
-                f"{endpoint}: unexpected response shape: {_describe_validation(exc)}"
-            ) from None
-        except (TypeError, AttributeError, KeyError, ValueError) as exc:
-            # alpaca-py iterating over a dict where it expected a list, and similar.
-            raise BrokerUnavailable(
-                f"{endpoint}: unexpected response shape ({type(exc).__name__})"
-            ) from None
+    # -- the Broker port --------------------------------------------------------------------
 
     def fetch_state(self, *, deadline: float | None = None) -> BrokerState:
-        account = self._call("GET /v2/account", self._client.get_account)
-        positions = self._call("GET /v2/positions", self._client.get_all_positions)
-        open_orders = self._list_orders(
-            "GET /v2/orders?status=open", QueryOrderStatus.OPEN, symbols=None, after=None
+        """Account, positions and open orders. ``deadline`` (a ``time.monotonic()`` instant)
+        bounds every call and every wait for a rate limit's reset."""
+        account_endpoint = "GET /v2/account"
+        payload = self._get("/account", None, endpoint=account_endpoint, deadline=deadline)
+        try:
+            account = parse_account(payload)
+        except ValueError as exc:
+            raise BrokerUnavailable(
+                f"{account_endpoint}: unexpected response shape: {exc}"
+            ) from None
+
+        positions_endpoint = "GET /v2/positions"
+        items = self._get("/positions", None, endpoint=positions_endpoint, deadline=deadline)
+        if not isinstance(items, list):
+            raise BrokerUnavailable(
+                f"{positions_endpoint}: unexpected response shape (expected a list)"
+            )
+        positions: list[BrokerPosition] = []
+        unreadable: list[UnreadableItem] = []
+        for item in items:
+            parsed = parse_position(positions_endpoint, item)
+            if isinstance(parsed, UnreadableItem):
+                unreadable.append(parsed)
+            else:
+                positions.append(parsed)
+
+        open_listing = self._list_orders(
+            "GET /v2/orders?status=open",
+            QueryOrderStatus.OPEN,
+            symbols=None,
+            after=None,
+            deadline=deadline,
         )
-        if not isinstance(account, TradeAccount) or not isinstance(positions, list):
-            raise BrokerUnavailable("GET /v2/account or /v2/positions: unexpected response type")
+        if not open_listing.complete:
+            # Open orders decide what is pending; a partial list is not good enough.
+            raise BrokerUnavailable(f"GET /v2/orders?status=open: {open_listing.why_incomplete}")
+        for item in unreadable + list(open_listing.unreadable):
+            log.warning("unreadable broker item: %s: %s", item.endpoint, item.detail)
         return BrokerState(
-            account_id=str(account.id),
-            positions=tuple(_convert("GET /v2/positions", _position, positions)),
-            open_orders=open_orders,
+            account_id=account.id,
+            positions=tuple(positions),
+            open_orders=open_listing.orders,
+            unreadable=(*unreadable, *open_listing.unreadable),
         )
 
     def fetch_closed_orders(
-        self, query: EvidenceQuery, *, deadline: float | None = None
+        self,
+        query: EvidenceQuery,
+        *,
+        deadline: float | None = None,
+        symbol_form: SymbolForm = "slash",
     ) -> ClosedOrders:
-        symbols = list(query.symbols) if len(query.symbols) <= _MAX_SYMBOL_FILTER else None
+        """Closed orders of ``query.symbols`` submitted after ``query.after``, legs flattened.
+
+        ``symbol_form`` chooses how the ``symbols`` filter is sent (:data:`SymbolForm`): the
+        caller can list again "with the other symbol form" (``"compact"``) or "without the
+        filter" (``"none"``) when a listing misses orders it knows are there. Whatever the form,
+        only orders of the query's symbols are returned (compared by :func:`symbol_key`), and
+        unreadable items are all returned. ``complete`` is False when the page cap or a stalled
+        cursor stopped the listing.
+        """
+        if symbol_form not in ("slash", "compact", "none"):
+            raise ValueError(f"unknown symbol_form {symbol_form!r}")
+        symbols: list[str] | None
+        if symbol_form == "none" or len(query.symbols) > MAX_SYMBOL_FILTER:
+            symbols = None
+        elif symbol_form == "compact":
+            symbols = sorted({symbol_key(s) for s in query.symbols})
+        else:
+            symbols = list(query.symbols)
         wanted = {symbol_key(s) for s in query.symbols}
-        try:
-            orders = self._list_orders(
-                "GET /v2/orders?status=closed",
-                QueryOrderStatus.CLOSED,
-                symbols=symbols,
-                after=query.after,
-            )
-            complete = True
-        except _IncompleteListing as partial:
-            orders, complete = partial.orders, False
-        return ClosedOrders(tuple(o for o in orders if o.key in wanted), complete=complete)
+        listing = self._list_orders(
+            "GET /v2/orders?status=closed",
+            QueryOrderStatus.CLOSED,
+            symbols=symbols,
+            after=query.after,
+            deadline=deadline,
+        )
+        if not listing.complete:
+            log.warning("closed-order listing incomplete: %s", listing.why_incomplete)
+        for item in listing.unreadable:
+            log.warning("unreadable broker item: %s: %s", item.endpoint, item.detail)
+        return ClosedOrders(
+            tuple(o for o in listing.orders if o.key in wanted),
+            complete=listing.complete,
+            unreadable=listing.unreadable,
+        )
+
+    # -- listing ----------------------------------------------------------------------------
 
     def _list_orders(
         self,
@@ -145,135 +203,85 @@ class AlpacaBroker:
         *,
         symbols: list[str] | None,
         after: datetime | None,
-    ) -> tuple[BrokerOrder, ...]:
-        """Page through GET /v2/orders oldest first, using ``after`` as the cursor.
+        deadline: float | None,
+    ) -> _Listing:
+        """Page through ``GET /v2/orders`` oldest first (``nested=true``), ``after`` the cursor.
 
-        ``after`` is exclusive at Alpaca, so the next page starts one microsecond before the last
-        order seen and duplicates are dropped by id: orders sharing a timestamp across a page
-        boundary are not lost. A page that brings nothing new stops the loop.
+        ``after`` is exclusive at Alpaca, so each next page starts one microsecond before the
+        newest order seen (orders sharing a timestamp across a page boundary are not lost) and
+        items are deduplicated by id. The listing is complete only when a page brings nothing
+        new: a short page proves nothing (legs may count toward ``limit``, a server may page
+        shorter than asked), so a complete listing costs one confirming page -- empty, or the
+        newest order(s) again. Incomplete (``complete=False``): the page cap was reached, or a
+        page that brought nothing new was full (``limit`` orders or more sharing one instant: the
+        cursor cannot move past them).
         """
-        seen: dict[str, BrokerOrder] = {}
+        orders: dict[str, BrokerOrder] = {}
+        unreadable: dict[str, UnreadableItem] = {}
+        seen: set[str] = set()
         cursor = after
-        for _ in range(self._max_pages):
+        for page_number in range(1, self._max_pages + 1):
             request = GetOrdersRequest(
                 status=status,
                 symbols=symbols,
                 after=cursor,
-                limit=_PAGE_LIMIT,
+                limit=PAGE_LIMIT,
                 direction=Sort.ASC,
                 nested=True,
             )
-            page = self._call(endpoint, _bind(self._client.get_orders, request))
+            params = request.to_request_fields()
+            if isinstance(params.get("symbols"), list):
+                params["symbols"] = ",".join(params["symbols"])  # as TradingClient.get_orders
+            page = self._get("/orders", params, endpoint=endpoint, deadline=deadline)
             if not isinstance(page, list):
-                raise BrokerUnavailable(f"{endpoint}: unexpected response type")
-            converted = _convert(endpoint, _orders_with_legs, page)
-            new = [o for o in converted if o.id not in seen]
-            for order in new:
-                seen[order.id] = order
-            if len(page) < _PAGE_LIMIT:
-                return tuple(seen.values())
+                raise BrokerUnavailable(f"{endpoint}: unexpected response shape (expected a list)")
+            parsed = [parse_order_item(endpoint, item) for item in page]
+            new = [p for p in parsed if p.key not in seen]
+            for item in new:
+                seen.add(item.key)
+                for order in item.orders:
+                    orders.setdefault(order.id, order)
+                for bad in item.unreadable:
+                    unreadable.setdefault(_unreadable_key(bad), bad)
             if not new:
-                break
-            # Top-level orders only: a bracket leg is submitted when its parent fills, often
-            # much later, and using it would skip every order submitted in between.
-            cursor = max(o.submitted_at for o in page) - timedelta(microseconds=1)
-        if status is QueryOrderStatus.OPEN:
-            # Open orders decide what is pending; a partial list is not good enough.
-            raise BrokerUnavailable(f"{endpoint}: more than {self._max_pages} pages")
-        log.warning("closed-order listing stopped after %d pages", self._max_pages)
-        raise _IncompleteListing(tuple(seen.values()))
+                if sum(p.size for p in parsed) >= PAGE_LIMIT:
+                    return _Listing.partial(
+                        orders, unreadable, f"listing stalled after {page_number} pages"
+                    )
+                return _Listing(tuple(orders.values()), tuple(unreadable.values()), True, "")
+            stamps = [p.listed_at for p in parsed if p.listed_at is not None]
+            if stamps:
+                # Top-level orders only: a bracket leg is submitted when its parent fills, often
+                # much later, and using it would skip every order submitted in between.
+                newest = max(stamps) - timedelta(microseconds=1)
+                cursor = newest if cursor is None else max(cursor, newest)
+        log.warning("%s stopped after %d pages", endpoint, self._max_pages)
+        return _Listing.partial(orders, unreadable, f"more than {self._max_pages} pages")
+
+    def _get(
+        self, path: str, params: dict[str, Any] | None, *, endpoint: str, deadline: float | None
+    ) -> Any:
+        with self._lock:
+            self.call_count += 1
+        return self._transport.get(path, params, endpoint=endpoint, deadline=deadline)
 
 
-def _bind(fn: Callable[..., T], request: GetOrdersRequest) -> Callable[[], T]:
-    return lambda: fn(filter=request)
+@dataclass(frozen=True)
+class _Listing:
+    orders: tuple[BrokerOrder, ...]
+    unreadable: tuple[UnreadableItem, ...]
+    complete: bool
+    why_incomplete: str
+
+    @classmethod
+    def partial(
+        cls, orders: dict[str, BrokerOrder], unreadable: dict[str, UnreadableItem], why: str
+    ) -> _Listing:
+        return cls(tuple(orders.values()), tuple(unreadable.values()), False, why)
 
 
-class _IncompleteListing(Exception):
-    def __init__(self, orders: tuple[BrokerOrder, ...]) -> None:
-        super().__init__("incomplete order listing")
-        self.orders = orders
+def _unreadable_key(item: UnreadableItem) -> str:
+    return item.item_id or f"{item.symbol}|{item.client_order_id}|{item.detail}"
 
 
-def _convert(endpoint: str, fn: Callable[[Any], Iterable[T]], items: Sequence[Any]) -> list[T]:
-    out: list[T] = []
-    for item in items:
-        try:
-            out.extend(fn(item))
-        except (InvalidOperation, ValueError, TypeError, AttributeError) as exc:
-            ident = getattr(item, "symbol", None) or getattr(item, "id", "?")
-            raise BrokerUnavailable(
-                f"{endpoint}: malformed item {ident}: {type(exc).__name__}"
-            ) from None
-    return out
-
-
-def _decimal(value: Any, *, required: bool = True) -> Decimal | None:
-    if value is None or value == "":
-        if required:
-            raise ValueError("missing number")
-        return None
-    number = Decimal(str(value))
-    if not number.is_finite():
-        raise ValueError("non-finite number")
-    return number
-
-
-def _position(p: Position) -> Iterable[BrokerPosition]:
-    qty = _decimal(p.qty)
-    assert qty is not None
-    side = getattr(p.side, "value", p.side)
-    signed = abs(qty) if side == "long" else -abs(qty)
-    market_value = _decimal(p.market_value, required=False)
-    asset_class = str(getattr(p.asset_class, "value", p.asset_class))
-    yield BrokerPosition(
-        symbol=p.symbol,
-        qty=signed,
-        market_value=abs(market_value) if market_value is not None else None,
-        is_crypto=asset_class == "crypto",
-    )
-
-
-def _orders_with_legs(o: Order, parent: BrokerOrder | None = None) -> Iterable[BrokerOrder]:
-    order = _order(o, parent)
-    yield order
-    for leg in o.legs or ():
-        yield from _orders_with_legs(leg, order)
-
-
-def _order(o: Order, parent: BrokerOrder | None = None) -> BrokerOrder:
-    side = str(getattr(o.side, "value", o.side))
-    if side not in ("buy", "sell") or not o.symbol:
-        raise ValueError(f"order {o.id} has no usable side/symbol")
-    filled_qty = _decimal(o.filled_qty, required=False)
-    return BrokerOrder(
-        id=str(o.id),
-        client_order_id=o.client_order_id,
-        symbol=o.symbol,
-        side="buy" if side == "buy" else "sell",
-        status=str(getattr(o.status, "value", o.status)),
-        qty=_decimal(o.qty, required=False),
-        filled_qty=filled_qty,
-        filled_avg_price=_decimal(o.filled_avg_price, required=False),
-        submitted_at=o.submitted_at,
-        filled_at=o.filled_at,
-        ended_at=o.canceled_at or o.expired_at or o.failed_at or o.updated_at,
-        parent_id=parent.id if parent else None,
-        parent_client_order_id=parent.client_order_id if parent else None,
-    )
-
-
-def _describe_api_error(exc: APIError) -> str:
-    status = exc.status_code
-    try:
-        message = str(json.loads(str(exc))["message"])
-    except (ValueError, KeyError, TypeError):
-        message = "non-JSON error body"
-    return f"HTTP {status}: {message[:200]}"
-
-
-def _describe_validation(exc: ValidationError) -> str:
-    errors = exc.errors()
-    if not errors:
-        return "invalid"
-    where = ".".join(str(p) for p in errors[0]["loc"])
-    return f"{exc.error_count()} error(s), first at {where or '?'}: {errors[0]['msg']}"
+__all__ = ["MAX_SYMBOL_FILTER", "PAGE_LIMIT", "AlpacaBroker", "SymbolForm"]
