@@ -470,22 +470,40 @@ def test_faults_are_fifo_per_endpoint_and_wildcard(
     assert positions_of(client) == []
 
 
-def test_rate_limit_then_success_with_retry(sim: AlpacaSimulator, client: TradingClient) -> None:
-    # TradingClient 0.44 does not forward retry_attempts/retry_wait_seconds to RESTClient, so
-    # this uses alpaca-py's built-in policy (retry 429 up to 3 times, 3 s apart): one 429 costs 3 s.
+def test_rate_limit_until_the_reset_with_optional_retry_after(sim: AlpacaSimulator) -> None:
     sim.add_position("BTC/USD", "1")
-    sim.inject_fault("positions", Fault("rate_limit", retry_after=1, times=1))
+    sim.inject_fault("positions", Fault("rate_limit", reset_after=0.5, times=1))
 
-    positions = positions_of(client)
+    first = raw_get(sim, "/v2/positions")
+    assert first.status_code == 429
+    assert first.json() == {"code": 42910000, "message": "rate limit exceeded"}
+    assert (first.headers["X-RateLimit-Limit"], first.headers["X-RateLimit-Remaining"]) == (
+        "200",
+        "0",
+    )
+    assert "Retry-After" not in first.headers
+    reset = int(first.headers["X-RateLimit-Reset"])
+    # The episode lasts until the reset, on every route, without consuming more faults.
+    assert raw_get(sim, "/v2/account").status_code == 429
+    time.sleep(max(reset - time.time(), 0) + 0.05)
+    assert raw_get(sim, "/v2/positions").status_code == 200
+    assert [r.status for r in sim.requests] == [429, 429, 200]
 
-    assert [p.symbol for p in positions] == ["BTCUSD"]
-    assert [r.status for r in sim.requests] == [429, 200]
-
-    sim.inject_fault("positions", Fault("rate_limit", retry_after=2.5, times=1))
+    sim.inject_fault("positions", Fault("rate_limit", retry_after=2.5, reset_after=0, times=1))
     response = raw_get(sim, "/v2/positions")
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "2.5"
-    assert response.json() == {"code": 42910000, "message": "rate limit exceeded"}
+    sim.clear_faults()  # also ends the episode
+    assert raw_get(sim, "/v2/positions").status_code == 200
+
+
+def test_a_quota_can_be_enforced() -> None:
+    with AlpacaSimulator(rate_limit=2, enforce_rate_limit=True) as limited:
+        answers = [raw_get(limited, "/v2/account") for _ in range(3)]
+    assert [a.status_code for a in answers] in ([200, 200, 429], [200, 200, 200])
+    if answers[2].status_code == 429:  # unless the clock minute turned in between
+        assert answers[2].headers["X-RateLimit-Remaining"] == "0"
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers[:2]] in (["1", "0"], ["1", "1"])
 
 
 def test_malformed_and_truncated_bodies_fail_json_decoding(
@@ -525,7 +543,7 @@ def test_wrong_shape_fails_model_validation(sim: AlpacaSimulator, client: Tradin
     assert all(r.status == 200 for r in sim.requests)
 
 
-def test_short_page_serves_half_a_page_without_error(
+def test_short_page_serves_at_most_page_size_orders_without_error(
     sim: AlpacaSimulator, client: TradingClient
 ) -> None:
     expected = [
@@ -533,10 +551,48 @@ def test_short_page_serves_half_a_page_without_error(
         for i in range(6)
     ]
     sim.inject_fault("orders", Fault("short_page", times=1))
-    request = GetOrdersRequest(status=QueryOrderStatus.ALL, limit=4, direction=Sort.ASC)
+    sim.inject_fault("orders", Fault("short_page", page_size=3, times=1))
+    request = GetOrdersRequest(status=QueryOrderStatus.ALL, limit=5, direction=Sort.ASC)
 
-    assert ids(orders_of(client, request)) == expected[:2]
-    assert ids(orders_of(client, request)) == expected[:4]
+    assert ids(orders_of(client, request)) == expected[:2]  # default page_size: 2
+    assert ids(orders_of(client, request)) == expected[:3]
+    assert ids(orders_of(client, request)) == expected[:5]
+    with pytest.raises(ValueError, match="page_size"):
+        Fault("short_page", page_size=1)
+
+
+def test_legs_may_count_toward_the_limit() -> None:
+    with AlpacaSimulator(legs_count_toward_limit=True) as counting:
+        for i in range(3):
+            counting.add_order(
+                symbol="AAPL",
+                side="buy",
+                qty="1",
+                submitted_at=at(i),
+                order_class="bracket",
+                legs=[{"order_type": "limit", "limit_price": "1"}, {"order_type": "stop"}],
+            )
+        nested = raw_get(
+            counting, "/v2/orders", params={"status": "all", "nested": "true", "limit": 7}
+        )
+        flat = raw_get(counting, "/v2/orders", params={"status": "all", "limit": 7})
+    assert len(nested.json()) == 2  # 2 parents + 4 legs = 6 <= 7; a third would make 9
+    assert len(flat.json()) == 7
+
+
+def test_the_symbols_filter_form_is_configurable() -> None:
+    def listed(form: Any, symbols: str) -> list[str]:
+        with AlpacaSimulator(symbol_filter=form) as s:
+            s.add_fill("BTC/USD", "buy", "1", price="1", at=at(0))
+            s.add_fill("AAPL", "buy", "1", price="1", at=at(1))
+            page = raw_get(s, "/v2/orders", params={"status": "all", "symbols": symbols}).json()
+        return sorted(o["symbol"] for o in page)
+
+    assert listed("both", "BTC/USD,AAPL") == listed("both", "BTCUSD,AAPL") == ["AAPL", "BTC/USD"]
+    assert listed("slash", "BTC/USD,AAPL") == ["AAPL", "BTC/USD"]
+    assert listed("slash", "BTCUSD,AAPL") == ["AAPL"]
+    assert listed("compact", "BTCUSD,AAPL") == ["AAPL", "BTC/USD"]
+    assert listed("compact", "BTC/USD,AAPL") == ["AAPL"]
 
 
 def test_hang_times_out_client_and_drops_connection(sim: AlpacaSimulator) -> None:

@@ -20,7 +20,9 @@ class Fault:
     * ``rate_limit``: 429 with ``X-RateLimit-Limit/Remaining/Reset`` as the spec documents them
       (``Reset`` is a Unix epoch second, ``reset_after`` seconds from now, rounded up; it
       defaults to ``retry_after`` or 1 s). The spec documents no ``Retry-After``: it is sent
-      only when ``retry_after`` is given.
+      only when ``retry_after`` is given. Like Alpaca's quota (per key), the limit holds for
+      every route until the reset (and the Retry-After) has passed: each use of the fault starts
+      such an episode; requests during it answer 429 without consuming the fault.
     * ``hang``: no answer; the connection is closed after ``seconds`` (120 s if 0) or when the
       simulator stops.
     * ``delay``: sleeps ``seconds``, then answers normally.

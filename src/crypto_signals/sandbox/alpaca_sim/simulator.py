@@ -95,6 +95,23 @@ class _ActiveFault:
     remaining: int | None
 
 
+@dataclass(frozen=True)
+class _RateLimitEpisode:
+    reset: int  # the X-RateLimit-Reset epoch second
+    retry_at: float | None  # when Retry-After (if sent) runs out
+
+    @property
+    def until(self) -> float:
+        return max(float(self.reset), self.retry_at or 0.0)
+
+    def reply(self, now: float) -> _Reply:
+        headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(self.reset)}
+        if self.retry_at is not None:
+            headers["Retry-After"] = format(round(max(self.retry_at - now, 0.0), 3), "g")
+        body = _encode({"code": 42910000, "message": "rate limit exceeded"})
+        return _Reply(429, body, headers)
+
+
 @dataclass
 class _ActivityRecord:
     data: JSONDict
@@ -221,6 +238,7 @@ class AlpacaSimulator(LoopbackService):
         self._requests: list[RecordedRequest] = []
         self._window_start = 0
         self._window_count = 0
+        self._limited: _RateLimitEpisode | None = None
 
         self._active = 0
         self._active_cond = threading.Condition()
@@ -538,6 +556,7 @@ class AlpacaSimulator(LoopbackService):
         with self._lock:
             self._clear_broker_state()
             self._faults.clear()
+            self._limited = None
             self._requests.clear()
 
     # -- faults and request log ----------------------------------------------------------------
@@ -551,8 +570,10 @@ class AlpacaSimulator(LoopbackService):
             self._faults.setdefault(endpoint, deque()).append(_ActiveFault(fault, fault.times))
 
     def clear_faults(self) -> None:
+        """Forget queued faults (and end a rate-limit episode a fault started)."""
         with self._lock:
             self._faults.clear()
+            self._limited = None
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -745,6 +766,25 @@ class AlpacaSimulator(LoopbackService):
             }
             return headers, remaining < 0 and self.enforce_rate_limit
 
+    def _start_rate_limit(self, fault: Fault) -> _Reply:
+        """A rate-limit episode: this request and every one until the reset (and Retry-After,
+        when the fault gives one) answer 429, whatever the route: Alpaca's quota is per key."""
+        now = time.time()
+        reset = math.ceil(now + fault.seconds_to_reset)
+        retry_at = None if fault.retry_after is None else now + fault.retry_after
+        with self._lock:
+            self._limited = _RateLimitEpisode(reset, retry_at)
+        return self._limited.reply(now)
+
+    def _rate_limited_reply(self) -> _Reply | None:
+        now = time.time()
+        with self._lock:
+            episode = self._limited
+            if episode is None or now >= episode.until:
+                self._limited = None
+                return None
+        return episode.reply(now)
+
     def _serve(self, method: str, raw_path: str, headers: Message) -> _Reply | None:
         """Produce the answer for one request, or None to drop the connection unanswered."""
         with self._tracking():
@@ -775,6 +815,9 @@ class AlpacaSimulator(LoopbackService):
             if over_quota:
                 quota["X-RateLimit-Remaining"] = "0"
                 return error(_ApiError(429, 42910000, "rate limit exceeded"))
+            limited = self._rate_limited_reply()
+            if limited is not None:
+                return answer(limited)
 
             fault = self._take_fault(endpoint)
             if fault is not None:
@@ -782,14 +825,7 @@ class AlpacaSimulator(LoopbackService):
                     phrase = HTTPStatus(fault.status).phrase.lower()
                     return error(_ApiError(fault.status, fault.status * 100000 + 10000, phrase))
                 if fault.kind == "rate_limit":
-                    limited = {
-                        "X-RateLimit-Remaining": "0",
-                        "X-RateLimit-Reset": str(math.ceil(time.time() + fault.seconds_to_reset)),
-                    }
-                    if fault.retry_after is not None:
-                        limited["Retry-After"] = format(fault.retry_after, "g")
-                    body = _encode({"code": 42910000, "message": "rate limit exceeded"})
-                    return answer(_Reply(429, body, limited))
+                    return answer(self._start_rate_limit(fault))
                 if fault.kind == "hang":
                     self._record(method, path, endpoint, query, 0, authenticated)
                     self._stopping.wait(fault.seconds or _DEFAULT_HANG_SECONDS)
