@@ -16,7 +16,13 @@ from crypto_signals.engine.reconciler import StateReconciler
 from crypto_signals.logging_setup import register_secrets
 from crypto_signals.notifications.discord import DiscordWebhookClient
 from crypto_signals.repository.firestore import FirestoreTimeouts, PositionRepository
-from crypto_signals.repository.reconciler_state import AlertStateStore, RunLease, RunLog
+from crypto_signals.repository.ledger import LedgerStore
+from crypto_signals.repository.reconciler_state import (
+    AlertStateStore,
+    BreakerStore,
+    RunLease,
+    RunLog,
+)
 
 
 def build_reconciler(
@@ -49,6 +55,8 @@ def build_reconciler(
         alert_store=AlertStateStore(db, scope, timeouts),
         lease=RunLease(db, scope, timedelta(seconds=settings.reconciler_lease_seconds), timeouts),
         run_log=RunLog(db, scope, timedelta(days=settings.reconciler_run_retention_days), timeouts),
+        ledger=LedgerStore(db, scope, timeouts),
+        breaker=BreakerStore(db, scope, timeouts),
         policy=settings.policy(),
         environment=settings.environment,
         enabled=settings.enabled,

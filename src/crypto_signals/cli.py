@@ -66,10 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"crypto-signals: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    from crypto_signals.engine.reconciler import StateReconciler
+    from crypto_signals.bootstrap import build_reconciler
 
     try:
-        reconciler = StateReconciler.from_settings(settings)
+        reconciler = build_reconciler(settings)
     except Exception as exc:  # noqa: BLE001 - e.g. no Google credentials: exit 2, not a trace
         print(f"crypto-signals: cannot build the reconciler: {type(exc).__name__}", file=sys.stderr)
         return EXIT_FAILED

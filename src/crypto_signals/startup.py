@@ -43,7 +43,11 @@ def reconcile_at_startup(
         return StartupDecision(not strict_mode, f"configuration invalid: {exc}", None)
     strict_mode = settings.reconciler_strict_startup if strict is None else strict
     try:
-        report = (reconciler or StateReconciler.from_settings(settings)).reconcile()
+        if reconciler is None:
+            from crypto_signals.bootstrap import build_reconciler
+
+            reconciler = build_reconciler(settings)
+        report = reconciler.reconcile()
     except Exception as exc:  # noqa: BLE001 - a job must get a decision, not a trace
         reason = f"reconciler could not be built: {type(exc).__name__}"
         log.error("startup reconciliation not run: %s", reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -9,12 +10,14 @@ from google.cloud import firestore
 
 from crypto_signals.domain.schemas import TradeStatus
 from crypto_signals.engine.alerts import AlertState, FindingKind, Notice
-from crypto_signals.engine.plan import Evidence, Heal
+from crypto_signals.engine.plan import Allocation, Evidence, Heal
 from crypto_signals.engine.ports import HealOutcome
 from crypto_signals.repository.firestore import PositionRepository
+from crypto_signals.repository.ledger import LedgerStore
 from crypto_signals.repository.reconciler_state import (
     RUNS_COLLECTION,
     AlertStateStore,
+    BreakerStore,
     RunLease,
     RunLog,
 )
@@ -211,3 +214,165 @@ def test_run_record_stays_under_the_document_limit(db: firestore.Client) -> None
     doc = db.collection(RUNS_COLLECTION).document("run-big").get().to_dict() or {}
     assert len(doc["report"]["healed"]) == 200
     assert doc["report"]["truncated_lists"] == {"healed": 5000}
+
+
+# ---- the ledger ---------------------------------------------------------------------------
+
+
+def split_heal(pid: str, shares: tuple[tuple[str, str], ...]) -> Heal:
+    return replace(
+        heal_for(pid),
+        exit_order_id=shares[-1][0],
+        allocation=tuple(
+            Allocation(oid, Decimal(qty), Decimal("3150.25"), T0 + timedelta(hours=2))
+            for oid, qty in shares
+        ),
+        evidence_order_ids=tuple(oid for oid, _ in shares),
+    )
+
+
+def test_a_heal_records_its_allocation_and_what_it_replaced(db: firestore.Client) -> None:
+    doc = position_doc("p-1", "ETH/USD", 2, 3000, created_at=T0)
+    doc["exit_reason"] = "TP1"  # a stale value the heal replaces, restored by an undo
+    doc.pop("exit_order_id", None)  # absent before the heal
+    seed(db, doc)
+    repo = PositionRepository(db, COLL)
+    repo.get_open_positions()
+
+    [result] = repo.apply_heals(
+        [split_heal("p-1", (("s-a", "0.5"), ("s-b", "1.5")))], run_id="run-1", now=T0
+    )
+
+    assert result.outcome is HealOutcome.APPLIED
+    audit = (db.collection(COLL).document("p-1").get().to_dict() or {})["reconciler"]
+    assert audit["allocation"] == [
+        {"order_id": "s-a", "qty": "0.5"},
+        {"order_id": "s-b", "qty": "1.5"},
+    ]
+    assert audit["replaced"]["exit_reason"] == "TP1"
+    assert audit["replaced"]["status"] == "OPEN"
+    assert "exit_order_id" in audit["absent"]
+    assert audit["ledger_posted"] is True
+
+
+def test_heals_post_to_the_ledger_in_the_same_batch_and_split_fills_merge(
+    db: firestore.Client,
+) -> None:
+    seed(
+        db,
+        position_doc("p-1", "ETH/USD", 1, 3000, created_at=T0),
+        position_doc("p-2", "ETH/USD", 1, 3000, created_at=T0),
+    )
+    repo = PositionRepository(db, COLL)
+    repo.get_open_positions()
+    heals = [split_heal("p-1", (("s-2", "1"),)), split_heal("p-2", (("s-2", "1"),))]
+    before = repo.counters().round_trips
+
+    repo.apply_heals(heals, run_id="run-1", now=T0)
+
+    assert repo.counters().round_trips - before == 1  # one batch: two heals, one ledger doc
+    postings = LedgerStore(db, COLL).postings_for(["s-2", "s-unknown"])
+    assert sorted((p.order_id, p.position_id, p.qty) for p in postings) == [
+        ("s-2", "p-1", Decimal(1)),
+        ("s-2", "p-2", Decimal(1)),
+    ]
+    # A later heal of another position on the same fill adds to it, never overwrites.
+    seed(db, position_doc("p-3", "ETH/USD", 1, 3000, created_at=T0))
+    repo.get_open_positions()
+    repo.apply_heals([split_heal("p-3", (("s-2", "0.5"),))], run_id="run-2", now=T0)
+    assert len(LedgerStore(db, COLL).postings_for(["s-2"])) == 3
+
+
+def test_a_refused_heal_posts_nothing_to_the_ledger(db: firestore.Client) -> None:
+    seed(db, position_doc("p-1", "ETH/USD", 1, 3000, created_at=T0))
+    repo = PositionRepository(db, COLL)
+    repo.get_open_positions()
+    db.collection(COLL).document("p-1").update({"qty": 2})  # the signal job wrote meanwhile
+
+    [result] = repo.apply_heals([split_heal("p-1", (("s-9", "1"),))], run_id="r", now=T0)
+
+    assert result.outcome is HealOutcome.CONFLICT
+    assert LedgerStore(db, COLL).postings_for(["s-9"]) == ()
+
+
+def test_the_ledger_reads_the_postings_of_many_orders_in_one_round_trip(
+    db: firestore.Client,
+) -> None:
+    store = LedgerStore(db, COLL)
+    store.postings_for([f"o-{i}" for i in range(300)])
+    assert store.round_trips == 1
+
+
+def test_closed_positions_name_their_orders_and_whether_they_are_posted(
+    db: firestore.Client,
+) -> None:
+    by_job = position_doc("c-job", "ETH/USD", 1, 3000, created_at=T0, status="CLOSED")
+    by_job.update(
+        exit_time=T0 + timedelta(hours=1),
+        exit_order_id="x-1",
+        alpaca_order_id="e-1",
+        tp_order_id="tp-1",
+    )
+    healed = position_doc("c-heal", "ETH/USD", 1, 3000, created_at=T0, status="CLOSED")
+    healed.update(exit_time=T0 + timedelta(hours=1), reconciler={"ledger_posted": True})
+    old = position_doc("c-old", "ETH/USD", 1, 3000, created_at=T0, status="CLOSED")
+    old.update(exit_time=T0 - timedelta(days=40))
+    seed(db, by_job, healed, old)
+
+    closed = PositionRepository(db, COLL).get_closed_positions(T0)
+
+    assert [c.position_id for c in closed] == ["c-heal", "c-job"]
+    heal, job = closed
+    assert heal.posted
+    assert not job.posted
+    assert (job.qty, job.exit_order_id) == (Decimal(1), "x-1")
+    assert "e-1" in job.entry_order_ids
+    assert job.leg_order_ids == {"tp-1"}
+
+
+def test_a_held_position_is_read_as_held(db: firestore.Client) -> None:
+    held = position_doc("p-held", "ETH/USD", 1, 3000, created_at=T0)
+    held["reconciler"] = {"held": True}
+    seed(db, held, position_doc("p-free", "ETH/USD", 1, 3000, created_at=T0))
+    state = PositionRepository(db, COLL).get_open_positions()
+    assert state.held == {"p-held"}
+
+
+def test_numbers_must_be_numbers(db: firestore.Client) -> None:
+    """Contract section 1: a boolean, a non-numeric string, NaN or infinity is malformed."""
+    docs: dict[str, dict[str, object]] = {
+        "q-bool": {"qty": True},
+        "q-text": {"qty": "1.5 BTC"},
+        "q-nan": {"qty": float("nan")},
+        "p-inf": {"entry_fill_price": float("inf")},
+        "p-bool": {"entry_fill_price": False},
+    }
+    seed(
+        db,
+        *(
+            {**position_doc(pid, "ETH/USD", 1, 3000, created_at=T0), **bad}
+            for pid, bad in docs.items()
+        ),
+        {**position_doc("q-string-number", "ETH/USD", 1, 3000, created_at=T0), "qty": "0.25"},
+    )
+    state = PositionRepository(db, COLL).get_open_positions()
+    assert {i.key for i in state.malformed} == set(docs)
+    assert [(p.position_id, p.qty) for p in state.positions] == [
+        ("q-string-number", Decimal("0.25"))
+    ]
+
+
+def test_the_breaker_trips_and_resets(db: firestore.Client) -> None:
+    breaker = BreakerStore(db, COLL)
+    assert not breaker.load().tripped
+    breaker.trip(run_id="r-1", heals_due=30, limit=25, reason="too many", now=T0)
+    state = breaker.load()
+    assert (state.tripped, state.heals_due, state.limit, state.run_id) == (True, 30, 25, "r-1")
+    assert not BreakerStore(db, "live_positions").load().tripped  # per collection
+    breaker.reset(by="ops", reason="checked", now=T0)
+    assert not breaker.load().tripped
+
+
+def test_an_unreadable_breaker_state_counts_as_tripped(db: firestore.Client) -> None:
+    db.collection("reconciler_breaker").document(COLL).set({"tripped": "no"})
+    assert BreakerStore(db, COLL).load().tripped

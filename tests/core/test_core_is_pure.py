@@ -14,7 +14,7 @@ import crypto_signals
 PACKAGE = Path(crypto_signals.__file__).resolve().parent
 CORE_FILES = sorted(
     [
-        PACKAGE / "engine" / "plan.py",
+        *(PACKAGE / "engine" / "plan").glob("*.py"),
         PACKAGE / "engine" / "policy.py",
         PACKAGE / "engine" / "alerts.py",
         PACKAGE / "engine" / "findings.py",
@@ -72,7 +72,13 @@ def offences(source: str, filename: str) -> list[str]:
 
 def test_core_file_list_is_real() -> None:
     names = {p.relative_to(PACKAGE).as_posix() for p in CORE_FILES}
-    assert {"engine/plan.py", "domain/schemas.py", "domain/snapshots.py"} <= names
+    assert {
+        "engine/plan/__init__.py",
+        "engine/plan/allocation.py",
+        "engine/plan/planner.py",
+        "domain/schemas.py",
+        "domain/snapshots.py",
+    } <= names
     assert all(p.is_file() for p in CORE_FILES)
 
 

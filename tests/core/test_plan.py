@@ -1,17 +1,17 @@
 """Table-driven tests of the planning core: literal snapshots in, expected actions out.
 
 No mocks, no I/O: every row is a small world of Firestore positions, broker positions and
-broker orders, and the exact actions (in order) the core must decide for it. Free-text reasons
-are blanked in the table and checked by the dedicated tests further down.
+broker orders, and the exact actions (in order) the core must decide for it. Rendering details
+(counts behind a refusal's words, allocations) are blanked in the table and checked by the
+dedicated tests further down and by test_ledger_cases.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal
 
 import pytest
 from _pytest.mark import ParameterSet
@@ -23,232 +23,47 @@ from crypto_signals.domain.snapshots import (
     BrokerPosition,
     BrokerState,
     ClosedOrders,
+    ClosedPosition,
     EvidenceQuery,
+    Ledger,
     StoreState,
 )
+from crypto_signals.engine import findings as words
 from crypto_signals.engine.plan import (
     Action,
     AlertOrphan,
     Defer,
     DeferReason,
+    DriftKind,
     Evidence,
-    Heal,
     IgnoreDust,
     Plan,
     RefusalReason,
-    RefuseHeal,
     ReportDrift,
-    Unverified,
+    TripBreaker,
+    UnverifiedReason,
     evidence_query,
     plan_reconciliation,
 )
 from crypto_signals.engine.policy import Policy
-
-Side = Literal["buy", "sell"]
-
-ACCOUNT = "acct-main"
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-NOW = T0 + timedelta(days=1)
-POLICY = Policy()
-
-
-def at(minutes: float) -> datetime:
-    return T0 + timedelta(minutes=minutes)
-
-
-def d(value: str | int) -> Decimal:
-    return Decimal(value)
-
-
-# --------------------------------------------------------------------------------------------
-# Literal builders.
-
-
-def pos(
-    pid: str,
-    symbol: str = "BTC/USD",
-    *,
-    qty: float = 1.0,
-    side: Side = "buy",
-    entry: float | None = 100.0,
-    created: datetime | None = T0,
-    filled: datetime | None = T0,
-    alpaca_order_id: str | None = None,
-    entry_order_id: str | None = None,
-    tp: str | None = None,
-    sl: str | None = None,
-    trade_type: TradeType | None = TradeType.EXECUTED,
-    account: str | None = ACCOUNT,
-    status: TradeStatus = TradeStatus.OPEN,
-) -> Position:
-    return Position(
-        position_id=pid,
-        signal_id=pid,
-        account_id=account,
-        symbol=symbol,
-        asset_class="CRYPTO" if "/" in symbol else "EQUITY",
-        status=status,
-        side=side,
-        qty=qty,
-        entry_fill_price=entry,
-        alpaca_order_id=alpaca_order_id,
-        entry_order_id=entry_order_id,
-        tp_order_id=tp,
-        sl_order_id=sl,
-        trade_type=trade_type,
-        created_at=created,
-        filled_at=filled,
-    )
-
-
-def bpos(
-    symbol: str, qty: str, market_value: str | None = "50000", *, crypto: bool = True
-) -> BrokerPosition:
-    mv = Decimal(market_value) if market_value is not None else None
-    return BrokerPosition(symbol=symbol, qty=Decimal(qty), market_value=mv, is_crypto=crypto)
-
-
-def fill(
-    oid: str,
-    side: Side,
-    qty: str,
-    price: str,
-    when: datetime,
-    *,
-    symbol: str = "BTC/USD",
-    client_order_id: str | None = None,
-    status: str = "filled",
-) -> BrokerOrder:
-    """A (possibly partially) filled order."""
-    return BrokerOrder(
-        id=oid,
-        client_order_id=client_order_id,
-        symbol=symbol,
-        side=side,
-        status=status,
-        qty=Decimal(qty),
-        filled_qty=Decimal(qty),
-        filled_avg_price=Decimal(price),
-        submitted_at=when - timedelta(seconds=5),
-        filled_at=when,
-        ended_at=when,
-    )
-
-
-def ended(
-    oid: str,
-    status: str,
-    *,
-    side: Side = "buy",
-    symbol: str = "BTC/USD",
-    submitted: datetime = T0,
-    ended_at: datetime | None = None,
-    filled_qty: str = "0",
-    client_order_id: str | None = None,
-) -> BrokerOrder:
-    """An order that ended (canceled / expired / rejected) with ``filled_qty`` filled."""
-    partial = Decimal(filled_qty) > 0
-    return BrokerOrder(
-        id=oid,
-        client_order_id=client_order_id,
-        symbol=symbol,
-        side=side,
-        status=status,
-        qty=Decimal("1"),
-        filled_qty=Decimal(filled_qty),
-        filled_avg_price=Decimal("100") if partial else None,
-        submitted_at=submitted,
-        filled_at=submitted + timedelta(seconds=1) if partial else None,
-        ended_at=ended_at,
-    )
-
-
-def working(
-    oid: str,
-    *,
-    status: str = "new",
-    client_order_id: str | None = None,
-    symbol: str = "BTC/USD",
-    side: Side = "buy",
-) -> BrokerOrder:
-    return BrokerOrder(
-        id=oid,
-        client_order_id=client_order_id,
-        symbol=symbol,
-        side=side,
-        status=status,
-        qty=Decimal("1"),
-        filled_qty=Decimal("0"),
-        filled_avg_price=None,
-        submitted_at=T0,
-        filled_at=None,
-        ended_at=None,
-    )
-
-
-def healed(
-    pid: str,
-    order_id: str,
-    price: str,
-    minute: int,
-    pnl: str | Decimal,
-    pct: str | Decimal,
-    duration: int | None,
-    symbol: str = "BTC/USD",
-    *,
-    evidence: Evidence = Evidence.CLOSING_FILL,
-    ids: tuple[str, ...] | None = None,
-) -> Heal:
-    """Expected heal from closing fills, exiting at ``at(minute)`` through ``order_id``."""
-    return Heal(
-        position_id=pid,
-        symbol=symbol,
-        exit_fill_price=Decimal(price),
-        exit_time=at(minute),
-        exit_order_id=order_id,
-        realized_pnl_usd=Decimal(pnl),
-        realized_pnl_pct=Decimal(pct),
-        trade_duration_seconds=duration,
-        evidence=evidence,
-        evidence_order_ids=ids if ids is not None else (order_id,),
-    )
-
-
-def never_filled(pid: str, symbol: str, when: datetime, entry_id: str) -> Heal:
-    return Heal(
-        position_id=pid,
-        symbol=symbol,
-        exit_fill_price=None,
-        exit_time=when,
-        exit_order_id=None,
-        realized_pnl_usd=Decimal(0),
-        realized_pnl_pct=Decimal(0),
-        trade_duration_seconds=None,
-        evidence=Evidence.ENTRY_NEVER_FILLED,
-        evidence_order_ids=(entry_id,),
-    )
-
-
-def unverified(pid: str, symbol: str = "BTC/USD") -> Unverified:
-    """Expected Unverified; the free-text reason is checked by dedicated tests."""
-    return Unverified(pid, symbol, "")
-
-
-def refused(h: Heal, reason: RefusalReason) -> RefuseHeal:
-    """Expected RefuseHeal; the free-text detail is checked by dedicated tests."""
-    return RefuseHeal(h, reason, "")
-
-
-def shape(action: Action) -> Action:
-    """Blank out free-text fields so table rows compare the decisions themselves."""
-    if isinstance(action, Unverified):
-        assert action.reason, f"Unverified {action.position_id} has no reason"
-        return replace(action, reason="")
-    if isinstance(action, RefuseHeal):
-        assert action.detail, f"RefuseHeal {action.heal.position_id} has no detail"
-        return replace(action, detail="")
-    return action
-
+from tests.core.builders import (
+    ACCOUNT,
+    NOW,
+    POLICY,
+    T0,
+    at,
+    bpos,
+    d,
+    ended,
+    fill,
+    healed,
+    never_filled,
+    pos,
+    refused,
+    shape,
+    unverified,
+    working,
+)
 
 # --------------------------------------------------------------------------------------------
 # The table.
@@ -402,9 +217,9 @@ CASES = [
     ),
     row("zombie with no orders at all: Unverified", (pos("p1"),), (unverified("p1"),), zombies=BTC),
     row(
-        "closing fill covering half the quantity: Unverified",
+        "closing fill covering half the quantity: Unverified (covered in part)",
         (pos("p1", qty=2.0),),
-        (unverified("p1"),),
+        (unverified("p1", reason=UnverifiedReason.COVERED_IN_PART),),
         zombies=BTC,
         orders=(SELL_1_AT_110,),
     ),
@@ -418,7 +233,7 @@ CASES = [
     row(
         "closing fill but entry_fill_price missing: Unverified",
         (pos("p1", entry=None),),
-        (unverified("p1"),),
+        (unverified("p1", reason=UnverifiedReason.ENTRY_PRICE_MISSING),),
         zombies=BTC,
         orders=(SELL_1_AT_110,),
     ),
@@ -470,7 +285,7 @@ CASES = [
     row(
         "no entry time and no own leg: a foreign sell is no evidence",
         (pos("p1", created=None, filled=None),),
-        (unverified("p1"),),
+        (unverified("p1", reason=UnverifiedReason.NO_ENTRY_TIME),),
         zombies=BTC,
         orders=(SELL_1_AT_110,),
     ),
@@ -520,6 +335,7 @@ CASES = [
         "entry-never-filled position on a drifted held symbol: healed, and no drift left",
         (pos("p1", alpaca_order_id="e1"), pos("p2", alpaca_order_id="e2", filled=None)),
         (never_filled("p2", "BTC/USD", at(20), "e2"),),
+        zombies=BTC,
         broker=(bpos("BTCUSD", "1"),),
         orders=(ended("e1", "filled", filled_qty="1"), ended("e2", "canceled", ended_at=at(20))),
     ),
@@ -648,7 +464,7 @@ CASES = [
     row(
         "drift: broker more than Firestore",
         (pos("p1", qty=0.5),),
-        (ReportDrift("BTC/USD", d("0.5"), d(1)),),
+        (ReportDrift("BTC/USD", d("0.5"), d(1), DriftKind.BROKER_HOLDS_MORE),),
         broker=(bpos("BTCUSD", "1", "60000"),),
     ),
     row(
@@ -660,7 +476,7 @@ CASES = [
     row(
         "drift: Firestore long vs broker short of the same size",
         (pos("p1", "MSFT", qty=2.0),),
-        (ReportDrift("MSFT", d(2), d(-2)),),
+        (ReportDrift("MSFT", d(2), d(-2), DriftKind.BROKER_HOLDS_MORE),),
         broker=(bpos("MSFT", "-2", "800", crypto=False),),
     ),
     row(
@@ -670,9 +486,14 @@ CASES = [
     ),
     # ---- limits and refusals -----------------------------------------------------------------
     row(
-        "heal limit 2 with 3 heals: the 2 earliest exits healed, 1 RefuseHeal(HEAL_LIMIT)",
+        "heal limit 2 with 3 heals due: none applied, all refused, the breaker trips",
         THREE_ZOMBIES,
-        (HEAL_P1, HEAL_P2, refused(HEAL_P3, RefusalReason.HEAL_LIMIT)),
+        (
+            refused(HEAL_P1, RefusalReason.HEAL_LIMIT),
+            refused(HEAL_P2, RefusalReason.HEAL_LIMIT),
+            refused(HEAL_P3, RefusalReason.HEAL_LIMIT),
+            TripBreaker(3, 2),
+        ),
         zombies=("BTC/USD", "ETH/USD", "SOL/USD"),
         orders=THREE_SELLS,
         policy=Policy(heal_limit=2),
@@ -687,9 +508,9 @@ CASES = [
         force=True,
     ),
     row(
-        "heal limit 0 refuses every heal",
+        "heal limit 0: any heal due trips the breaker",
         (pos("p1"),),
-        (refused(HEAL_P1, RefusalReason.HEAL_LIMIT),),
+        (refused(HEAL_P1, RefusalReason.HEAL_LIMIT), TripBreaker(1, 0)),
         zombies=BTC,
         orders=(SELL_1_AT_110,),
         policy=Policy(heal_limit=0),
@@ -820,16 +641,22 @@ def test_missing_or_non_final_entry_data_is_not_never_filled(status: str) -> Non
 def test_entry_price_zero_is_not_a_pnl() -> None:
     plan = run(Case(positions=(pos("p1", entry=0.0),), orders=(SELL_1_AT_110,)))
     assert plan.heals == ()
-    assert "not positive" in plan.unverified[0].reason
+    assert plan.unverified[0].reason is UnverifiedReason.ENTRY_PRICE_MISSING
+    assert "not positive" in words.unverified_words(plan.unverified[0])
 
 
 def test_fills_of_positions_closed_in_firestore_are_not_evidence() -> None:
     # R (closed by the bot with its own stop order "sr") sold before P1's manual close "m".
     stop = fill("sr", "sell", "1", "90", at(120))
     manual = fill("m", "sell", "1", "150", at(300))
-    closed = ClosedOrders((stop, manual), claimed_by_closed_positions=frozenset({"sr"}))
+    closed_r = ClosedPosition("r", "BTC/USD", Decimal(1), exit_order_id="sr")
     plan = plan_reconciliation(
-        StoreState((pos("p1"),)), BrokerState(ACCOUNT, (), ()), closed, Policy(), NOW
+        StoreState((pos("p1"),)),
+        BrokerState(ACCOUNT, (), ()),
+        ClosedOrders((stop, manual)),
+        Policy(),
+        NOW,
+        ledger=Ledger(closed=(closed_r,)),
     )
     [heal] = plan.heals
     assert heal.exit_order_id == "m"
@@ -844,35 +671,36 @@ def test_unrelated_canceled_order_is_not_the_entry() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Free-text reasons and details: they must say why.
+# The words a person reads are made from the decision's data: they must say why.
 
 
 def test_incomplete_order_listing_is_mentioned_in_the_reason() -> None:
     plan = run(Case(positions=(pos("p1"),), complete=False))
     (u,) = plan.unverified
     assert u.position_id == "p1"
-    assert "incomplete" in u.reason
+    assert u.listing_incomplete
+    assert "incomplete" in words.unverified_words(u)
 
 
 def test_complete_order_listing_is_not_called_incomplete() -> None:
     plan = run(Case(positions=(pos("p1"),)))
     (u,) = plan.unverified
-    assert "incomplete" not in u.reason
-    assert "closing" in u.reason
+    assert "incomplete" not in words.unverified_words(u)
+    assert "closing" in words.unverified_words(u)
 
 
 def test_incomplete_listing_never_prevents_a_heal_on_evidence_held() -> None:
     plan = run(Case(positions=(pos("p1"),), orders=(SELL_1_AT_110,), complete=False))
-    assert plan.actions == (HEAL_P1,)
+    assert tuple(shape(a) for a in plan.actions) == (HEAL_P1,)
 
 
 def test_missing_entry_price_reason_names_the_field() -> None:
     plan = run(Case(positions=(pos("p1", entry=None),), orders=(SELL_1_AT_110,)))
     (u,) = plan.unverified
-    assert "entry_fill_price" in u.reason
+    assert "entry_fill_price" in words.unverified_words(u)
 
 
-def test_refusal_details_say_what_to_do() -> None:
+def test_refusal_details_say_what_was_due_and_why() -> None:
     limited = run(
         Case(
             positions=(pos("p1"), pos("p2", "ETH/USD")),
@@ -880,15 +708,16 @@ def test_refusal_details_say_what_to_do() -> None:
             policy=Policy(heal_limit=1),
         )
     )
-    (r,) = limited.refused
-    assert r.heal.position_id == "p2"
-    assert "--force" in r.detail
-    assert "limit" in r.detail
+    assert [r.heal.position_id for r in limited.refused] == ["p1", "p2"]
+    text = words.refusal_words(limited.refused[0])
+    assert "2 heals due" in text
+    assert "limit of 1" in text
+    assert "breaker" in text
 
     foreign = run(Case(positions=(pos("p1", account="acct-x"),), orders=(SELL_1_AT_110,)))
     (m,) = foreign.refused
     assert m.reason is RefusalReason.ACCOUNT_MISMATCH
-    assert "account" in m.detail
+    assert "account" in words.refusal_words(m)
 
 
 def test_partial_external_close_is_explained_by_position_and_order() -> None:
@@ -902,9 +731,13 @@ def test_partial_external_close_is_explained_by_position_and_order() -> None:
     (drift,) = plan.actions
     assert isinstance(drift, ReportDrift)
     assert (drift.symbol, drift.db_qty, drift.broker_qty) == ("BTC/USD", d(1), d("0.6"))
-    assert drift.explained_by is not None
-    assert "p1" in drift.explained_by
-    assert "s1" in drift.explained_by
+    assert drift.kind is DriftKind.PARTIAL_CLOSE
+    assert drift.position_ids == ("p1",)
+    assert [a.order_id for _, a in drift.allocations] == ["s1"]
+    text = words.drift_explanation(drift)
+    assert text is not None
+    assert "p1" in text
+    assert "s1" in text
     assert plan.heals == ()
 
 
@@ -916,7 +749,7 @@ def test_partial_close_of_the_wrong_size_is_not_an_explanation() -> None:
             orders=(fill("s1", "sell", "0.2", "110", at(60)),),
         )
     )
-    assert plan.actions == (ReportDrift("BTC/USD", d(1), d("0.6"), None),)
+    assert plan.actions == (ReportDrift("BTC/USD", d(1), d("0.6")),)
 
 
 # --------------------------------------------------------------------------------------------

@@ -193,20 +193,41 @@ def test_short_position_pnl(world: World, make_reconciler: Build, now: datetime)
     assert world.read("short-1")["exit_fill_price"] == 180
 
 
-def test_heal_limit_refuses_the_rest_and_force_lifts_it(
-    world: World, make_reconciler: Build, now: datetime
+def test_more_heals_than_the_limit_trips_the_breaker_and_force_resets_it(
+    world: World, db: Any, sink: DiscordSink, make_reconciler: Build, now: datetime
 ) -> None:
     for i in range(4):
         zombie_with_sell(world, f"z-{i}", f"C{i}/USD", now)
 
     limited = make_reconciler(RECONCILER_HEAL_LIMIT="2").reconcile()
 
-    assert limited.reconciled_count == 2
-    assert any("exceed the limit of 2" in c for c in limited.critical_issues)
+    # A stop, not a rate limit: none of the four is applied.
+    assert limited.reconciled_count == 0
+    assert all(world.read(f"z-{i}")["status"] == "OPEN" for i in range(4))
+    assert limited.heals_halted
+    assert any("breaker tripped" in c for c in limited.critical_issues)
     assert limited.status is RunStatus.ISSUES
+    breaker = db.collection("reconciler_breaker").document("test_positions").get().to_dict()
+    assert breaker["tripped"] is True
+    assert breaker["heals_due"] == 4
+    assert "Heals halted" in str(sink.messages[-1])
+
+    # The next scheduled run heals nothing, though one heal is now under the limit.
+    db.collection("test_positions").document("z-3").delete()
+    db.collection("test_positions").document("z-2").delete()
+    db.collection("test_positions").document("z-1").delete()
+    later = make_reconciler(RECONCILER_HEAL_LIMIT="2").reconcile()
+    assert later.reconciled_count == 0
+    assert later.heals_halted
+    assert world.read("z-0")["status"] == "OPEN"
+
     forced = make_reconciler(RECONCILER_HEAL_LIMIT="2").reconcile(force=True)
-    assert forced.reconciled_count == 2
-    assert all(world.read(f"z-{i}")["status"] == "CLOSED" for i in range(4))
+    assert forced.reconciled_count == 1
+    assert not forced.heals_halted
+    assert world.read("z-0")["status"] == "CLOSED"
+    breaker = db.collection("reconciler_breaker").document("test_positions").get().to_dict()
+    assert breaker["tripped"] is False
+    assert "reconcile --force" in breaker["reset_by"]
 
 
 def test_foreign_account_refuses_every_heal(

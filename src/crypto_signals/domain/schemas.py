@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -51,6 +52,34 @@ def _finite(value: float | None, name: str) -> float | None:
     return value
 
 
+def strict_decimal(value: Any) -> Decimal | None:
+    """A number the reconciler decides with, as ``Decimal``; anything else is an error.
+
+    Firestore gives ``int`` or ``float``; a numeric string is accepted. A boolean (Python would
+    read ``True`` as 1), a non-numeric string, NaN or an infinity raises ``ValueError``: such a
+    document is malformed, never healed (contract section 1, "Numbers must be numbers").
+    Floats go through ``str`` so that 0.1 stays 0.1, not its binary expansion.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int | float):
+        number = Decimal(str(value))
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError("must be a number, not a non-numeric string") from None
+    else:
+        raise ValueError(f"must be a number, not {type(value).__name__}")
+    if not number.is_finite():
+        raise ValueError("must be a finite number (not NaN or infinite)")
+    return number
+
+
 class Position(BaseModel):
     """A position document as the signal job writes it (contract section 1).
 
@@ -68,8 +97,9 @@ class Position(BaseModel):
     asset_class: Literal["CRYPTO", "EQUITY"] | None = None
     status: TradeStatus
     side: Literal["buy", "sell"]
-    qty: float = Field(gt=0)
-    entry_fill_price: float | None = Field(default=None, ge=0)
+    # Decimal from the edge to the plan: the two numbers every heal decides with.
+    qty: Decimal = Field(gt=0)
+    entry_fill_price: Decimal | None = Field(default=None, ge=0)
     current_stop_loss: float | None = None
     commission: float | None = None
     alpaca_order_id: str | None = None
@@ -90,7 +120,12 @@ class Position(BaseModel):
     ds: str | None = None
     delete_at: datetime | None = None
 
-    @field_validator("qty", "entry_fill_price", "current_stop_loss", "commission")
+    @field_validator("qty", "entry_fill_price", mode="before")
+    @classmethod
+    def _strict_number(cls, value: Any) -> Decimal | None:
+        return strict_decimal(value)
+
+    @field_validator("current_stop_loss", "commission")
     @classmethod
     def _reject_nan(cls, value: float | None, info: Any) -> float | None:
         return _finite(value, info.field_name)
@@ -120,6 +155,13 @@ class Position(BaseModel):
         return self.filled_at or self.created_at
 
 
+class FillShare(BaseModel):
+    """``qty`` of broker order ``order_id``'s fill, used by one position."""
+
+    order_id: str
+    qty: str  # a decimal string: quantities are exact
+
+
 class HealedPosition(BaseModel):
     position_id: str
     symbol: str
@@ -129,6 +171,7 @@ class HealedPosition(BaseModel):
     realized_pnl_usd: float
     realized_pnl_pct: float
     evidence: str
+    allocation: list[FillShare] = Field(default_factory=list)
 
 
 class DriftEntry(BaseModel):
@@ -136,6 +179,10 @@ class DriftEntry(BaseModel):
     db_qty: float
     broker_qty: float
     explained_by: str | None = None
+    kind: str = "unexplained"
+    # The positions and fills that would explain it.
+    position_ids: list[str] = Field(default_factory=list)
+    fills: list[FillShare] = Field(default_factory=list)
 
 
 class RunStats(BaseModel):
@@ -167,6 +214,8 @@ class ReconciliationReport(BaseModel):
     pending: list[str] = Field(default_factory=list)
     drift: list[DriftEntry] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
+    heals_halted: bool = False  # the breaker is tripped: no heal until it is reset
+    held: list[str] = Field(default_factory=list)  # positions an operator holds out
     stats: RunStats = Field(default_factory=RunStats)
 
     @property

@@ -168,9 +168,6 @@ class ClosedOrders:
     orders: tuple[BrokerOrder, ...]
     complete: bool = True
     unreadable: tuple[UnreadableItem, ...] = ()
-    # Order ids (and client order ids) that belong to positions already CLOSED in Firestore:
-    # their fills are those positions' exits, never evidence for another position.
-    claimed_by_closed_positions: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -183,7 +180,68 @@ class EvidenceQuery:
 
 @dataclass(frozen=True)
 class StoreState:
-    """The open positions as read from Firestore, plus documents that did not parse."""
+    """The open positions as read from Firestore, plus documents that did not parse.
+
+    ``held``: ids of open positions an operator holds out of reconciliation (after an undo).
+    """
 
     positions: tuple[Position, ...]
     malformed: tuple[Issue, ...] = ()
+    held: frozenset[str] = frozenset()
+
+
+class PostingSource(StrEnum):
+    HEAL = "heal"  # the reconciler healed the position on this fill
+    OPERATOR_CLOSE = "operator_close"  # crypto-signals close --exit-order-id
+    SIGNAL_JOB = "signal_job"  # derived each run from a position the signal job closed
+
+
+@dataclass(frozen=True)
+class Posting:
+    """``qty`` of broker order ``order_id``'s fill is used by position ``position_id``."""
+
+    order_id: str
+    position_id: str
+    qty: Decimal
+    source: PostingSource = PostingSource.HEAL
+
+
+@dataclass(frozen=True)
+class ClosedPosition:
+    """A position already CLOSED in Firestore, as far as evidence is concerned: the orders
+    that belong to it, and the exit order whose quantity it used."""
+
+    position_id: str
+    symbol: str
+    qty: Decimal | None
+    entry_order_ids: frozenset[str] = frozenset()
+    leg_order_ids: frozenset[str] = frozenset()
+    exit_order_id: str | None = None
+    # Its postings are in the ledger already (a reconciler heal or an operator close).
+    posted: bool = False
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """What earlier heals, operator closes and the signal job's closes took from broker fills.
+
+    ``postings`` come from the ledger collection (heals, operator closes); ``closed`` are the
+    positions closed since the evidence window began, whose entries and legs belong to them and
+    whose exit order (when the signal job closed them) is posted for their quantity.
+    """
+
+    postings: tuple[Posting, ...] = ()
+    closed: tuple[ClosedPosition, ...] = ()
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    """The heal breaker (contract section 1): tripped means no heal until an operator resets
+    it or a run is forced."""
+
+    tripped: bool = False
+    tripped_at: datetime | None = None
+    reason: str | None = None
+    run_id: str | None = None
+    heals_due: int | None = None
+    limit: int | None = None

@@ -22,8 +22,15 @@ class FindingKind(StrEnum):
     UNVERIFIED_ZOMBIE = "unverified_zombie"
     DRIFT = "drift"
     REFUSED_HEAL = "refused_heal"
+    BREAKER = "breaker"
+    UNREADABLE_BROKER_ITEM = "unreadable_broker_item"
     RUN_FAILED = "run_failed"
     MALFORMED_DOCUMENT = "malformed_document"
+
+
+# Version 2: fingerprints are quantities, sides and reason enums (never words). A state stored
+# with an older version is adopted silently once, so the upgrade re-announces nothing.
+IDENTITY_VERSION = 2
 
 
 class Notice(StrEnum):
@@ -56,6 +63,7 @@ class AlertState:
     first_seen_at: datetime
     last_alerted_at: datetime | None = None
     pending: Notice | None = None
+    identity_version: int = IDENTITY_VERSION
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,17 @@ def decide_alerts(
         notice: Notice | None
         if state is None or not state.active:
             notice = Notice.NEW
+        elif state.identity_version < IDENTITY_VERSION:
+            # Same finding, identity written by an older release: adopt it, say nothing new.
+            adopted = replace(
+                state,
+                fingerprint=finding.fingerprint,
+                line=finding.line,
+                identity_version=IDENTITY_VERSION,
+            )
+            writes.append(adopted)
+            result[fid] = adopted
+            continue
         elif state.fingerprint != finding.fingerprint:
             # Changed before its NEW went out: it is still news, not a change to news.
             notice = Notice.NEW if state.pending is Notice.NEW else Notice.CHANGED

@@ -6,13 +6,25 @@ Kept apart from the shell so the words a trader reads are tested as data, like t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from crypto_signals.domain.symbols import symbol_key
 from crypto_signals.engine.alerts import Finding, FindingKind, Notice, OwedNotice
-from crypto_signals.engine.plan import AlertOrphan, Plan, RefuseHeal, ReportDrift, Unverified
+from crypto_signals.engine.plan import (
+    AlertOrphan,
+    Allocation,
+    BlockSymbol,
+    DriftKind,
+    Halted,
+    Plan,
+    RefusalReason,
+    RefuseHeal,
+    ReportDrift,
+    Unverified,
+    UnverifiedReason,
+)
 from crypto_signals.notifications.discord_render import AlertSection, Severity
 
 
@@ -27,6 +39,27 @@ def fmt_usd(value: Decimal | float | None) -> str:
     return f"${Decimal(str(value)):,.2f}"
 
 
+def fmt_price(value: Decimal | float | None) -> str:
+    """A fill price in dollars: cents from $1 up, significant digits below (crypto pairs)."""
+    if value is None:
+        return "n/a"
+    number = Decimal(str(value))
+    if abs(number) >= 1:
+        return f"${number:,.2f}"
+    return f"${number:.8f}".rstrip("0").rstrip(".")
+
+
+def fmt_time(value: datetime | None) -> str:
+    """UTC to the second: what a person compares with the Alpaca app."""
+    if value is None:
+        return "n/a"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def share_text(share: Allocation) -> str:
+    return f"order {share.order_id}: {fmt_qty(share.qty)} @ {fmt_price(share.price)}"
+
+
 def orphan_line(o: AlertOrphan) -> str:
     return (
         f"{o.symbol} {o.side} {fmt_qty(o.qty)} (market value {fmt_usd(o.market_value)}): "
@@ -34,47 +67,127 @@ def orphan_line(o: AlertOrphan) -> str:
     )
 
 
+_UNVERIFIED_WORDS: dict[UnverifiedReason, str] = {
+    UnverifiedReason.NO_CLOSING_FILL: "no filled closing order at the broker after the entry",
+    UnverifiedReason.COVERED_IN_PART: "closing fills after the entry cover only part of it",
+    UnverifiedReason.NO_ENTRY_TIME: (
+        "no entry time to match closing fills against, and no own exit leg filled"
+    ),
+    UnverifiedReason.ENTRY_PRICE_MISSING: (
+        "closing fill found but entry_fill_price is missing or not positive: P&L cannot be computed"
+    ),
+    UnverifiedReason.ENTRY_UNFILLED_BUT_FILLED_AT: (
+        "the broker shows the entry order ended unfilled, but Firestore has filled_at"
+    ),
+}
+
+
+def unverified_words(u: Unverified) -> str:
+    words = _UNVERIFIED_WORDS[u.reason]
+    if u.reason is UnverifiedReason.COVERED_IN_PART and u.covered_qty is not None:
+        words = f"closing fills after the entry cover {fmt_qty(u.covered_qty)} of it"
+    if u.listing_incomplete:
+        words += " (order history listing was incomplete)"
+    return words
+
+
 def unverified_line(u: Unverified) -> str:
-    return f"{u.symbol} position {u.position_id} kept OPEN: {u.reason}"
+    return f"{u.symbol} position {u.position_id} kept OPEN: {unverified_words(u)}"
+
+
+_DRIFT_WORDS: dict[DriftKind, str] = {
+    DriftKind.EVIDENCE_DOES_NOT_ADD_UP: "broker fills close {positions}, but the rest still "
+    "does not match the broker, so nothing was healed",
+    DriftKind.PARTIAL_CLOSE: "partial external close of {positions}",
+    DriftKind.BROKER_HOLDS_MORE: "the broker holds more than Firestore knows",
+    DriftKind.UNEXPLAINED: "",
+}
+
+
+def drift_explanation(d: ReportDrift) -> str | None:
+    words = _DRIFT_WORDS[d.kind].format(positions=", ".join(d.position_ids))
+    if d.allocations:
+        fills = "; ".join(f"{pid} {share_text(a)}" for pid, a in d.allocations)
+        words = f"{words} ({fills})"
+    return words or None
 
 
 def drift_line(d: ReportDrift) -> str:
     line = f"{d.symbol}: Firestore {fmt_qty(d.db_qty)} vs broker {fmt_qty(d.broker_qty)}"
-    return f"{line} ({d.explained_by})" if d.explained_by else line
+    explained = drift_explanation(d)
+    return f"{line}: {explained}" if explained else line
+
+
+def refusal_words(r: RefuseHeal) -> str:
+    if r.reason is RefusalReason.ACCOUNT_MISMATCH:
+        return (
+            f"{r.foreign_accounts} account id(s) on open positions differ from the broker "
+            "account: check the Alpaca keys and ENVIRONMENT"
+        )
+    if r.reason is RefusalReason.HEAL_LIMIT:
+        return (
+            f"{r.heals_due} heals due exceed the limit of {r.limit} per run: none was applied "
+            "and heals are halted (the breaker tripped)"
+        )
+    return "heals are halted: the breaker tripped in an earlier run and was not reset"
 
 
 def refused_line(r: RefuseHeal) -> str:
-    return f"{r.heal.symbol} position {r.heal.position_id} not healed: {r.detail}"
+    return f"{r.heal.symbol} position {r.heal.position_id} not healed: {refusal_words(r)}"
+
+
+def breaker_line(halted: Halted) -> str:
+    due = f"{halted.heals_due} heals were due" if halted.heals_due is not None else "heals"
+    limit = f", more than the limit of {halted.limit} per run" if halted.limit is not None else ""
+    since = "" if halted.tripped_now else f" (tripped {fmt_time(halted.since)})"
+    return f"{due}{limit}: none was applied, and heals are halted until the breaker is reset{since}"
+
+
+def blocked_line(b: BlockSymbol) -> str:
+    where = "every symbol" if b.symbol == "*" else b.symbol
+    items = "; ".join(
+        f"{i.endpoint} item {i.item_id or '?'}"
+        + (f" ({i.symbol})" if i.symbol else "")
+        + f": {i.detail}"
+        for i in b.items[:3]
+    )
+    more = f" and {len(b.items) - 3} more" if len(b.items) > 3 else ""
+    return f"no heal on {where} this run: the broker sent an unreadable item ({items}{more})"
 
 
 def findings_of(plan: Plan) -> list[Finding]:
-    """The plan's findings that deserve an alert, each with what makes it 'the same' finding."""
+    """The plan's findings that deserve an alert. Identity is (kind, subject, fingerprint) from
+    data only: quantities, sides and reason enums, never the words of a line."""
     out: list[Finding] = []
     for o in plan.orphans:
-        out.append(
-            Finding(
-                FindingKind.ORPHAN,
-                symbol_key(o.symbol),
-                f"{o.side}:{fmt_qty(o.qty)}",
-                orphan_line(o),
-            )
-        )
+        fingerprint = f"{o.side}:{fmt_qty(o.qty)}"
+        out.append(Finding(FindingKind.ORPHAN, symbol_key(o.symbol), fingerprint, orphan_line(o)))
     for u in plan.unverified:
         out.append(
-            Finding(FindingKind.UNVERIFIED_ZOMBIE, u.position_id, u.reason, unverified_line(u))
-        )
-    for d in plan.drift:
-        out.append(
             Finding(
-                FindingKind.DRIFT,
-                symbol_key(d.symbol),
-                f"{fmt_qty(d.db_qty)}:{fmt_qty(d.broker_qty)}",
-                drift_line(d),
+                FindingKind.UNVERIFIED_ZOMBIE, u.position_id, u.reason.value, unverified_line(u)
             )
         )
+    for d in plan.drift:
+        fingerprint = f"{fmt_qty(d.db_qty)}:{fmt_qty(d.broker_qty)}"
+        out.append(Finding(FindingKind.DRIFT, symbol_key(d.symbol), fingerprint, drift_line(d)))
     for r in plan.refused:
         out.append(
             Finding(FindingKind.REFUSED_HEAL, r.heal.position_id, r.reason.value, refused_line(r))
+        )
+    if plan.halted is not None:
+        # One finding for as long as heals are halted: announced when it trips, resolved when
+        # it is reset.
+        out.append(Finding(FindingKind.BREAKER, "heals", "tripped", breaker_line(plan.halted)))
+    for b in plan.blocked:
+        fingerprint = ",".join(sorted(i.item_id or "?" for i in b.items))
+        out.append(
+            Finding(
+                FindingKind.UNREADABLE_BROKER_ITEM,
+                symbol_key(b.symbol),
+                fingerprint,
+                blocked_line(b),
+            )
         )
     return out
 
@@ -83,25 +196,33 @@ def critical_issues_of(plan: Plan) -> list[str]:
     lines = [f"orphan {orphan_line(o)}" for o in plan.orphans]
     lines += [f"unverified zombie {unverified_line(u)}" for u in plan.unverified]
     lines += [f"drift {drift_line(d)}" for d in plan.drift]
-    reasons = sorted({r.detail for r in plan.refused})
-    for reason in reasons:
-        ids = sorted(r.heal.position_id for r in plan.refused if r.detail == reason)
-        lines.append(f"heals refused for {len(ids)} position(s) ({', '.join(ids[:10])}): {reason}")
+    if plan.halted is not None:
+        lines.append(f"breaker tripped: {breaker_line(plan.halted)}")
+    by_reason: dict[RefusalReason, list[RefuseHeal]] = {}
+    for r in plan.refused:
+        by_reason.setdefault(r.reason, []).append(r)
+    for _, refused in sorted(by_reason.items()):
+        ids = sorted(r.heal.position_id for r in refused)
+        lines.append(
+            f"heals refused for {len(ids)} position(s) ({', '.join(ids[:10])}): "
+            f"{refusal_words(refused[0])}"
+        )
+    lines += [blocked_line(b) for b in plan.blocked]
     return lines
 
 
 def heal_line(doc: Mapping[str, Any]) -> str:
     price = doc.get("exit_fill_price")
     exit_time = doc.get("exit_time")
-    when = exit_time.isoformat() if isinstance(exit_time, datetime) else str(exit_time)
+    when = fmt_time(exit_time) if isinstance(exit_time, datetime) else str(exit_time)
     if price is None:
         return (
             f"{doc.get('symbol')} position {doc.get('position_id')}: entry order never filled, "
             "closed with P&L $0.00"
         )
     return (
-        f"{doc.get('symbol')} position {doc.get('position_id')}: exit {price} at {when} "
-        f"(order {doc.get('exit_order_id')}), P&L {fmt_usd(doc.get('realized_pnl_usd'))}"
+        f"{doc.get('symbol')} position {doc.get('position_id')}: exit {fmt_price(price)} at "
+        f"{when} (order {doc.get('exit_order_id')}), P&L {fmt_usd(doc.get('realized_pnl_usd'))}"
     )
 
 
@@ -116,6 +237,11 @@ _TITLES: dict[FindingKind, tuple[str, Severity]] = {
     ),
     FindingKind.DRIFT: ("Quantity drift (nothing was changed)", Severity.WARNING),
     FindingKind.REFUSED_HEAL: ("Heals refused", Severity.CRITICAL),
+    FindingKind.BREAKER: ("Heals halted: the breaker tripped", Severity.CRITICAL),
+    FindingKind.UNREADABLE_BROKER_ITEM: (
+        "Unreadable broker data (no heal on the symbols it could affect)",
+        Severity.CRITICAL,
+    ),
     FindingKind.RUN_FAILED: ("Reconciliation failed", Severity.CRITICAL),
     FindingKind.MALFORMED_DOCUMENT: (
         "Unreadable position documents (left untouched, not reconciled)",

@@ -12,7 +12,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from crypto_signals.domain.snapshots import BrokerState, ClosedOrders, EvidenceQuery, StoreState
+from crypto_signals.domain.snapshots import (
+    BreakerState,
+    BrokerState,
+    ClosedOrders,
+    ClosedPosition,
+    EvidenceQuery,
+    Posting,
+    StoreState,
+)
 from crypto_signals.engine.alerts import AlertState
 from crypto_signals.engine.plan import Heal
 
@@ -86,7 +94,7 @@ class AnnouncingStore(PositionStore, Protocol):
 
     def get_unannounced_heals(self) -> list[dict[str, Any]]: ...
 
-    def get_closed_order_claims(self, since: datetime) -> frozenset[str]: ...
+    def get_closed_positions(self, since: datetime) -> tuple[ClosedPosition, ...]: ...
 
     def mark_announced(self, position_ids: Sequence[str]) -> None: ...
 
@@ -117,3 +125,27 @@ class RunRecorder(Protocol):
     writes: int
 
     def record(self, run_id: str, report: Mapping[str, Any], now: datetime) -> None: ...
+
+
+class LedgerReader(Protocol):
+    """The ledger of broker fills: what heals and operator closes posted to each order."""
+
+    round_trips: int
+    reads: int
+    writes: int
+
+    def postings_for(self, order_ids: Sequence[str]) -> tuple[Posting, ...]: ...
+
+
+class Breaker(Protocol):
+    round_trips: int
+    reads: int
+    writes: int
+
+    def load(self) -> BreakerState: ...
+
+    def trip(
+        self, *, run_id: str, heals_due: int, limit: int, reason: str, now: datetime
+    ) -> None: ...
+
+    def reset(self, *, by: str, reason: str, now: datetime) -> None: ...

@@ -29,21 +29,24 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from crypto_signals.domain.schemas import (
     DriftEntry,
+    FillShare,
     HealedPosition,
     ReconciliationReport,
     RunStats,
     RunStatus,
 )
 from crypto_signals.domain.snapshots import (
+    BreakerState,
     ClosedOrders,
     Issue,
     IssueKind,
+    Ledger,
 )
 from crypto_signals.engine import findings as words
 from crypto_signals.engine.alerts import Finding, FindingKind, decide_alerts, delivered
@@ -52,11 +55,13 @@ from crypto_signals.engine.policy import Policy
 from crypto_signals.engine.ports import (
     AlertStore,
     AnnouncingStore,
+    Breaker,
     Broker,
     BrokerUnavailable,
     HealOutcome,
     Lease,
     LeaseGrant,
+    LedgerReader,
     Notifier,
     RunRecorder,
     StoreUnavailable,
@@ -101,6 +106,8 @@ class _Run:
     notifications_sent: int = 0
     baseline: tuple[int, int, int, int] = (0, 0, 0, 0)
     t0: float = 0.0
+    # time.monotonic() past which the run must not wait (its lease may be taken over).
+    deadline: float | None = None
 
 
 class RunDeadlineExceeded(StoreUnavailable):
@@ -119,6 +126,8 @@ class StateReconciler:
         alert_store: AlertStore | None = None,
         lease: Lease | None = None,
         run_log: RunRecorder | None = None,
+        ledger: LedgerReader | None = None,
+        breaker: Breaker | None = None,
         policy: Policy | None = None,
         environment: str = "DEV",
         enabled: bool = True,
@@ -132,6 +141,8 @@ class StateReconciler:
         self._alerts = alert_store
         self._lease = lease
         self._run_log = run_log
+        self._ledger = ledger
+        self._breaker = breaker
         self._policy = policy or Policy()
         self._environment = environment
         self._enabled = enabled
@@ -140,13 +151,6 @@ class StateReconciler:
         self._max_run_seconds = max_run_seconds
         self._clock = clock
 
-    @classmethod
-    def from_settings(cls, settings: Any) -> StateReconciler:
-        """Build with real adapters from :class:`crypto_signals.config.Settings`."""
-        from crypto_signals.bootstrap import build_reconciler
-
-        return build_reconciler(settings)
-
     # -- the run ------------------------------------------------------------------------------
 
     def reconcile(self, *, dry_run: bool = False, force: bool = False) -> ReconciliationReport:
@@ -154,6 +158,8 @@ class StateReconciler:
         # Adapters count for their lifetime (a warm Cloud Function reuses them): report deltas.
         run.baseline = self._counts()
         t0 = run.t0 = time.monotonic()
+        if self._max_run_seconds is not None:
+            run.deadline = t0 + self._max_run_seconds
         with run_context(run.run_id):
             if not self._enabled:
                 log.info(
@@ -219,19 +225,31 @@ class StateReconciler:
             )
 
     def _reconcile_locked(self, run: _Run, force: bool) -> Plan:
-        # Firestore and the broker are read at the same time; both must succeed.
-        store_state, broker_state = _both(
-            self._store.get_open_positions, self._broker.fetch_state, name="reconcile-read"
+        deadline = run.deadline
+        breaker = self._breaker
+        # Firestore, the broker and the breaker are read at the same time; all must succeed.
+        store_state, (broker_state, breaker_state) = _both(
+            self._store.get_open_positions,
+            lambda: _both(
+                lambda: self._broker.fetch_state(deadline=deadline),
+                breaker.load if breaker else BreakerState,
+                name="reconcile-breaker",
+            ),
+            name="reconcile-read",
         )
         query = evidence_query(store_state, broker_state, self._policy, run.started)
         closed = ClosedOrders(())
+        ledger = Ledger()
         if query:
-            claims, fetched = _both(
-                lambda: self._store.get_closed_order_claims(query.after),
-                lambda: self._broker.fetch_closed_orders(query),
+            closed_positions, closed = _both(
+                lambda: self._store.get_closed_positions(query.after),
+                lambda: self._broker.fetch_closed_orders(query, deadline=deadline),
                 name="reconcile-evidence",
             )
-            closed = replace(fetched, claimed_by_closed_positions=claims)
+            # What earlier heals took from the listed fills: one batched get.
+            fills = [o.id for o in closed.orders if o.is_fill]
+            postings = self._ledger.postings_for(fills) if self._ledger and fills else ()
+            ledger = Ledger(postings, closed_positions)
         if not closed.complete:
             run.errors.append(
                 Issue(
@@ -242,8 +260,23 @@ class StateReconciler:
                 )
             )
         run.errors.extend(store_state.malformed)
+        run.errors.extend(
+            Issue(
+                IssueKind.MALFORMED_BROKER_DATA,
+                item.item_id or item.symbol or "",
+                f"{item.endpoint}: {item.detail}",
+            )
+            for item in (*broker_state.unreadable, *closed.unreadable)
+        )
         plan = plan_reconciliation(
-            store_state, broker_state, closed, self._policy, run.started, force=force
+            store_state,
+            broker_state,
+            closed,
+            self._policy,
+            run.started,
+            ledger=ledger,
+            breaker=breaker_state,
+            force=force,
         )
         run.critical.extend(words.critical_issues_of(plan))
         self._log_findings(plan)
@@ -253,6 +286,7 @@ class StateReconciler:
             return plan
 
         self._check_deadline(run, "healing")
+        self._record_breaker(run, plan)
         self._apply_heals(run, plan)
         self._check_deadline(run, "notifying")
         malformed = [
@@ -261,6 +295,32 @@ class StateReconciler:
         ]
         self._notify(run, plan, extra=malformed)
         return plan
+
+    def _record_breaker(self, run: _Run, plan: Plan) -> None:
+        """Trip before anything else is written; a forced run resets it before its heals."""
+        if self._breaker is None:
+            return
+        if plan.trip is not None:
+            self._breaker.trip(
+                run_id=run.run_id,
+                heals_due=plan.trip.heals_due,
+                limit=plan.trip.limit,
+                reason=words.breaker_line(plan.halted) if plan.halted else "heal limit",
+                now=run.started,
+            )
+            log.error(
+                "breaker tripped: %d heals due, limit %d: heals halted",
+                plan.trip.heals_due,
+                plan.trip.limit,
+                extra={"event": "breaker_tripped"},
+            )
+        elif plan.resets_breaker:
+            self._breaker.reset(
+                by=f"reconcile --force (run {run.run_id})",
+                reason="a forced run applied its heals",
+                now=run.started,
+            )
+            log.warning("breaker reset by a forced run", extra={"event": "breaker_reset"})
 
     def _apply_heals(self, run: _Run, plan: Plan) -> None:
         if not plan.heals:
@@ -429,13 +489,20 @@ class StateReconciler:
                     symbol=d.symbol,
                     db_qty=float(d.db_qty),
                     broker_qty=float(d.broker_qty),
-                    explained_by=d.explained_by,
+                    explained_by=words.drift_explanation(d),
+                    kind=d.kind.value,
+                    position_ids=list(d.position_ids),
+                    fills=[
+                        FillShare(order_id=a.order_id, qty=str(a.qty)) for _, a in d.allocations
+                    ],
                 )
                 for d in plan.drift
             ]
             if plan
             else [],
             errors=[e.render() for e in run.errors],
+            heals_halted=plan.halted is not None if plan else False,
+            held=list(plan.held) if plan else [],
         )
         report.stats = self._stats(run, plan)
         report.duration_seconds = round(time.monotonic() - t0, 3)
@@ -469,7 +536,11 @@ class StateReconciler:
 
     def _counts(self) -> tuple[int, int, int, int]:
         counters = self._store.counters()
-        extras = [x for x in (self._alerts, self._lease, self._run_log) if x is not None]
+        extras = [
+            x
+            for x in (self._alerts, self._lease, self._run_log, self._ledger, self._breaker)
+            if x is not None
+        ]
         return (
             self._broker.call_count,
             counters.reads + sum(x.reads for x in extras),
@@ -500,4 +571,5 @@ def _healed(heal: Heal) -> HealedPosition:
         realized_pnl_usd=float(heal.realized_pnl_usd),
         realized_pnl_pct=float(heal.realized_pnl_pct),
         evidence=heal.evidence.value,
+        allocation=[FillShare(order_id=a.order_id, qty=str(a.qty)) for a in heal.allocation],
     )

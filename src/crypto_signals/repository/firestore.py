@@ -1,92 +1,96 @@
 """Firestore adapter for the positions the signal job owns.
 
-Reads: one query for ``status == OPEN``. Each document is parsed with the ``Position`` model at
-this edge; one that does not parse becomes an issue naming the document and is never written.
+Reads: one query for ``status == OPEN``, and one for positions closed since the evidence window
+began (their orders belong to them; the signal job's exits are posted for their quantity).
+Each document is parsed at this edge; one that does not parse becomes an issue naming the
+document and is never written.
 
 Writes: a heal is a field-level ``update`` guarded by the document's ``update_time`` as read
 (the document is still OPEN and unchanged), so a heal can never overwrite a close the signal job
-wrote in between, and unknown fields survive. Heals go in atomic batches (one round trip per
-``batch_size`` writes); if a batch is refused because one precondition failed, its heals are
-retried one by one so that only the conflicting document is skipped.
+wrote in between, and unknown fields survive. The heal records its allocation and the values of
+the fields it replaced in the audit map ``reconciler`` (contract section 1), and posts the same
+allocation to the ledger collection in the same atomic batch (``repository/ledger.py``).
+Heals go in batches (one round trip per ``batch_size`` heals); if a batch is refused because one
+precondition failed, its heals are retried one by one so that only the conflicting document is
+skipped.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
 from pydantic import ValidationError
 
-from crypto_signals.domain.schemas import ExitReason, Position, TradeStatus
-from crypto_signals.domain.snapshots import Issue, IssueKind, StoreState
+from crypto_signals.domain.schemas import ExitReason, Position, TradeStatus, strict_decimal
+from crypto_signals.domain.snapshots import (
+    ClosedPosition,
+    Issue,
+    IssueKind,
+    PostingSource,
+    StoreState,
+)
 from crypto_signals.engine.plan import Heal
 from crypto_signals.engine.ports import HealOutcome, HealResult, StoreCounters, StoreUnavailable
+from crypto_signals.repository import ledger
+from crypto_signals.repository.firestore_common import (
+    Counter,
+    FirestoreTimeouts,
+    describe_google_error,
+)
+
+__all__ = [
+    "HEAL_REPLACES",
+    "FirestoreTimeouts",
+    "PositionRepository",
+    "collection_for",
+    "describe_google_error",
+    "heal_fields",
+    "parse_position",
+]
 
 log = logging.getLogger(__name__)
 
-_POSITION_FIELDS = sorted(Position.model_fields)
+# The audit map's hold flag (an operator's undo) is read with the positions.
+_HELD_FIELD = "reconciler.held"
+_POSITION_FIELDS = sorted([*Position.model_fields, _HELD_FIELD])
 # What a heal announcement shows (engine/findings.heal_line).
 _ANNOUNCE_FIELDS = ["symbol", "exit_fill_price", "exit_time", "exit_order_id", "realized_pnl_usd"]
-# Fields that name a closed position's broker orders (plus its id, the entry client order id).
-_CLAIM_FIELDS = ["alpaca_order_id", "entry_order_id", "tp_order_id", "sl_order_id", "exit_order_id"]
-
-# Transient gRPC failures worth a bounded retry; everything else fails the call at once.
-_TRANSIENT = if_exception_type(
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.InternalServerError,
-    gexc.TooManyRequests,
-    gexc.Aborted,
+# What the ledger needs of a closed position: its orders, its quantity, whether it is posted.
+_CLOSED_FIELDS = [
+    "symbol",
+    "qty",
+    "alpaca_order_id",
+    "entry_order_id",
+    "tp_order_id",
+    "sl_order_id",
+    "exit_order_id",
+    "reconciler.ledger_posted",
+]
+# The fields a heal replaces; their values before it go into the audit map, for an undo.
+HEAL_REPLACES = (
+    "status",
+    "exit_reason",
+    "exit_fill_price",
+    "exit_time",
+    "exit_order_id",
+    "realized_pnl_usd",
+    "realized_pnl_pct",
+    "trade_duration_seconds",
+    "updated_at",
 )
+# A Firestore batch holds at most 500 writes; a heal is one, plus one per ledger document.
+_MAX_BATCH_WRITES = 450
 
 
 def collection_for(environment: str) -> str:
     """The positions collection of an environment (contract section 1)."""
     return "live_positions" if environment == "PROD" else "test_positions"
-
-
-@dataclass(frozen=True)
-class FirestoreTimeouts:
-    call_seconds: float = 10.0
-    retry_deadline_seconds: float = 20.0
-
-    def retry(self) -> Retry:
-        return Retry(
-            predicate=_TRANSIENT,
-            initial=0.2,
-            maximum=2.0,
-            multiplier=2.0,
-            timeout=self.retry_deadline_seconds,
-        )
-
-
-class _Counter:
-    """Counts documents read and written and RPC round trips, for the report's stats."""
-
-    def __init__(self) -> None:
-        self.reads = 0
-        self.writes = 0
-        self.round_trips = 0
-
-    def snapshot(self) -> StoreCounters:
-        return StoreCounters(self.reads, self.writes, self.round_trips)
-
-
-def describe_google_error(exc: Exception) -> str:
-    """A short, secret-free description of a Google API failure."""
-    if isinstance(exc, gexc.RetryError):
-        cause = exc.cause
-        return f"gave up after retries ({type(cause).__name__ if cause else 'deadline'})"
-    if isinstance(exc, gexc.GoogleAPICallError):
-        return f"{type(exc).__name__} ({exc.code})"
-    return type(exc).__name__
 
 
 def parse_position(doc_id: str, data: Mapping[str, Any] | None) -> Position | Issue:
@@ -120,8 +124,26 @@ def _number(value: Decimal | None, places: str) -> float | None:
         return float(value)  # too many digits to quantize: store it as it is
 
 
-def heal_fields(heal: Heal, *, run_id: str, now: datetime) -> dict[str, Any]:
-    """The fields a heal sets (contract section 1), plus the reconciler's audit map."""
+def replaced_values(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The heal-replaced fields as the document has them, and those it does not have."""
+    present = {f: data[f] for f in HEAL_REPLACES if f in data}
+    absent = [f for f in HEAL_REPLACES if f not in data]
+    return present, absent
+
+
+def heal_fields(
+    heal: Heal,
+    *,
+    run_id: str,
+    now: datetime,
+    replaced: Mapping[str, Any] | None = None,
+    absent: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The fields a heal sets (contract section 1), plus the reconciler's audit map.
+
+    Audit fields are written by path (``reconciler.x``), so whatever else the map holds (an
+    earlier undo's record) survives.
+    """
     return {
         "status": TradeStatus.CLOSED.value,
         "exit_reason": ExitReason.CLOSED_EXTERNALLY.value,
@@ -132,16 +154,45 @@ def heal_fields(heal: Heal, *, run_id: str, now: datetime) -> dict[str, Any]:
         "realized_pnl_pct": _number(heal.realized_pnl_pct, "0.000001"),
         "trade_duration_seconds": heal.trade_duration_seconds,
         "updated_at": now,
-        "reconciler": {
-            "run_id": run_id,
-            "healed_at": now,
-            "evidence": heal.evidence.value,
-            "evidence_order_ids": list(heal.evidence_order_ids),
-            # Outbox flag: the heal and its pending announcement are written atomically, so a
-            # crash before the Discord message cannot lose it (the next run sends it).
-            "alert_pending": True,
-        },
+        "reconciler.action": "heal",
+        "reconciler.run_id": run_id,
+        "reconciler.healed_at": now,
+        "reconciler.evidence": heal.evidence.value,
+        "reconciler.evidence_order_ids": list(heal.evidence_order_ids),
+        # The allocation: which broker orders this close used, and how much of each.
+        "reconciler.allocation": [
+            {"order_id": a.order_id, "qty": str(a.qty)} for a in heal.allocation
+        ],
+        "reconciler.ledger_posted": True,
+        # What the heal replaced, so `crypto-signals undo` can restore it exactly.
+        "reconciler.replaced": dict(replaced or {}),
+        "reconciler.absent": list(absent),
+        # Outbox flag: the heal and its pending announcement are written atomically, so a
+        # crash before the Discord message cannot lose it (the next run sends it).
+        "reconciler.alert_pending": True,
     }
+
+
+def closed_position(doc_id: str, data: Mapping[str, Any]) -> ClosedPosition:
+    """What the ledger needs of a closed position; lenient (a bad qty only loses its posting)."""
+    try:
+        qty = strict_decimal(data.get("qty"))
+    except ValueError:
+        qty = None
+    audit = data.get("reconciler")
+    posted = isinstance(audit, dict) and audit.get("ledger_posted") is True
+    entries = frozenset(str(data[f]) for f in ("alpaca_order_id", "entry_order_id") if data.get(f))
+    legs = frozenset(str(data[f]) for f in ("tp_order_id", "sl_order_id") if data.get(f))
+    exit_id = data.get("exit_order_id")
+    return ClosedPosition(
+        position_id=doc_id,
+        symbol=str(data.get("symbol") or ""),
+        qty=qty if qty is not None and qty > 0 else None,
+        entry_order_ids=entries,
+        leg_order_ids=legs,
+        exit_order_id=str(exit_id) if exit_id else None,
+        posted=posted,
+    )
 
 
 class PositionRepository:
@@ -161,7 +212,9 @@ class PositionRepository:
         self._timeouts = timeouts or FirestoreTimeouts()
         self._batch_size = batch_size
         self._read_times: dict[str, Any] = {}
-        self._count = _Counter()
+        # The heal-replaced fields of each open document as read: (present values, absent).
+        self._replaced: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        self._count = Counter()
 
     def counters(self) -> StoreCounters:
         return self._count.snapshot()
@@ -187,14 +240,20 @@ class PositionRepository:
         )
         positions: list[Position] = []
         malformed: list[Issue] = []
+        held: set[str] = set()
         for doc in self._stream(query):
-            parsed = parse_position(doc.id, doc.to_dict())
+            data = doc.to_dict()
+            parsed = parse_position(doc.id, data)
             if isinstance(parsed, Issue):
                 malformed.append(parsed)
                 continue
             self._read_times[doc.id] = doc.update_time
+            self._replaced[doc.id] = replaced_values(data or {})
+            audit = (data or {}).get("reconciler")
+            if isinstance(audit, dict) and audit.get("held") is True:
+                held.add(doc.id)
             positions.append(parsed)
-        return StoreState(tuple(positions), tuple(malformed))
+        return StoreState(tuple(positions), tuple(malformed), frozenset(held))
 
     def get_unannounced_heals(self) -> list[dict[str, Any]]:
         """Healed documents whose Discord announcement has not been delivered yet."""
@@ -208,22 +267,23 @@ class PositionRepository:
             out.append(data)
         return out
 
-    def get_closed_order_claims(self, since: datetime) -> frozenset[str]:
-        """Order ids, and position ids (= client order ids), of positions closed since ``since``.
+    def get_closed_positions(self, since: datetime) -> tuple[ClosedPosition, ...]:
+        """Positions closed since ``since``: their orders belong to them, and the signal job's
+        exits are posted for their quantity (the ledger derives that each run).
 
-        Their fills are those positions' exits; the planner must not read them as evidence
-        that another position was closed. One query: ``exit_time`` is only set on closed
-        documents, and a single-field range needs no composite index.
+        One query: ``exit_time`` is only set on closed documents, and a single-field range needs
+        no composite index. Any position that used a fill in the evidence listing closed after
+        that fill was submitted, so after the listing's start.
         """
         query = self._collection.where(
             filter=firestore.FieldFilter("exit_time", ">=", since)
-        ).select(_CLAIM_FIELDS)
-        claims: set[str] = set()
-        for doc in self._stream(query):
-            data = doc.to_dict() or {}
-            claims.add(doc.id)
-            claims.update(str(data[f]) for f in _CLAIM_FIELDS if data.get(f))
-        return frozenset(claims)
+        ).select(_CLOSED_FIELDS)
+        return tuple(
+            sorted(
+                (closed_position(doc.id, doc.to_dict() or {}) for doc in self._stream(query)),
+                key=lambda c: c.position_id,
+            )
+        )
 
     def mark_announced(self, position_ids: Sequence[str]) -> None:
         for chunk in _chunks(list(position_ids), self._batch_size):
@@ -246,12 +306,31 @@ class PositionRepository:
 
     def apply_heals(self, heals: Sequence[Heal], *, run_id: str, now: datetime) -> list[HealResult]:
         results: list[HealResult] = []
-        for chunk in _chunks(list(heals), self._batch_size):
+        for chunk in _chunks_by_writes(list(heals), self._batch_size):
             results.extend(self._apply_chunk(chunk, run_id=run_id, now=now))
         return results
 
     def _precondition(self, position_id: str) -> Any:
         return self._client.write_option(last_update_time=self._read_times[position_id])
+
+    def _postings(self, heal: Heal, *, run_id: str, now: datetime) -> dict[str, dict[str, Any]]:
+        return ledger.posting_writes(
+            self.collection_name,
+            heal.position_id,
+            heal.symbol,
+            heal.allocation,
+            source=PostingSource.HEAL,
+            run_id=run_id,
+            at=now,
+        )
+
+    def _queue_heal(self, batch: Any, heal: Heal, *, run_id: str, now: datetime) -> None:
+        replaced, absent = self._replaced.get(heal.position_id, ({}, []))
+        batch.update(
+            self._collection.document(heal.position_id),
+            heal_fields(heal, run_id=run_id, now=now, replaced=replaced, absent=absent),
+            option=self._precondition(heal.position_id),
+        )
 
     def _apply_chunk(self, heals: list[Heal], *, run_id: str, now: datetime) -> list[HealResult]:
         unread = [h for h in heals if h.position_id not in self._read_times]
@@ -264,13 +343,11 @@ class PositionRepository:
             return results
         batch = self._client.batch()
         for heal in heals:
-            batch.update(
-                self._collection.document(heal.position_id),
-                heal_fields(heal, run_id=run_id, now=now),
-                option=self._precondition(heal.position_id),
-            )
+            self._queue_heal(batch, heal, run_id=run_id, now=now)
+        postings = ledger.merge_writes(self._postings(h, run_id=run_id, now=now) for h in heals)
+        writes = len(heals) + ledger.add_to_batch(self._client, batch, postings)
         try:
-            self._commit(batch, len(heals))
+            self._commit(batch, writes)
             return results + [HealResult(h.position_id, HealOutcome.APPLIED) for h in heals]
         except (gexc.FailedPrecondition, gexc.NotFound):
             # Someone changed one of these documents since we read it: find which, one by one.
@@ -281,17 +358,16 @@ class PositionRepository:
             ]
 
     def _apply_one(self, heal: Heal, *, run_id: str, now: datetime) -> HealResult:
-        ref = self._collection.document(heal.position_id)
-        self._count.round_trips += 1
+        """One heal and its ledger postings, in one atomic batch."""
+        batch = self._client.batch()
+        self._queue_heal(batch, heal, run_id=run_id, now=now)
+        writes = 1 + ledger.add_to_batch(
+            self._client, batch, self._postings(heal, run_id=run_id, now=now)
+        )
         try:
-            ref.update(
-                heal_fields(heal, run_id=run_id, now=now),
-                option=self._precondition(heal.position_id),
-                retry=self._timeouts.retry(),
-                timeout=self._timeouts.call_seconds,
-            )
+            self._commit(batch, writes)
         except (gexc.FailedPrecondition, gexc.NotFound):
-            if self._healed_by(ref, run_id):
+            if self._healed_by(self._collection.document(heal.position_id), run_id):
                 # A batch that timed out may have committed before its retry: that is our heal.
                 return HealResult(heal.position_id, HealOutcome.APPLIED)
             return HealResult(
@@ -299,9 +375,8 @@ class PositionRepository:
                 HealOutcome.CONFLICT,
                 "document changed since it was read (closed or updated by someone else)",
             )
-        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
-            return HealResult(heal.position_id, HealOutcome.FAILED, describe_google_error(exc))
-        self._count.writes += 1
+        except StoreUnavailable as exc:
+            return HealResult(heal.position_id, HealOutcome.FAILED, str(exc))
         return HealResult(heal.position_id, HealOutcome.APPLIED)
 
     def _healed_by(self, ref: Any, run_id: str) -> bool:
@@ -319,3 +394,18 @@ class PositionRepository:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _chunks_by_writes(heals: list[Heal], batch_heals: int = 200) -> Iterator[list[Heal]]:
+    """At most ``batch_heals`` heals per batch, and never more writes than a batch holds."""
+    chunk: list[Heal] = []
+    writes = 0
+    for heal in heals:
+        cost = 1 + len(heal.allocation)
+        if chunk and (len(chunk) >= batch_heals or writes + cost > _MAX_BATCH_WRITES):
+            yield chunk
+            chunk, writes = [], 0
+        chunk.append(heal)
+        writes += cost
+    if chunk:
+        yield chunk

@@ -14,15 +14,17 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from crypto_signals.domain.snapshots import BreakerState
 from crypto_signals.engine.alerts import AlertState, FindingKind, Notice
 from crypto_signals.engine.ports import LeaseGrant, StoreUnavailable
-from crypto_signals.repository.firestore import FirestoreTimeouts, describe_google_error
+from crypto_signals.repository.firestore_common import FirestoreTimeouts, describe_google_error
 
 log = logging.getLogger(__name__)
 
 ALERTS_COLLECTION = "reconciler_alerts"
 LEASES_COLLECTION = "reconciler_leases"
 RUNS_COLLECTION = "reconciler_runs"
+BREAKER_COLLECTION = "reconciler_breaker"
 
 
 class _Base:
@@ -92,6 +94,7 @@ def _state_to(state: AlertState, scope: str) -> dict[str, Any]:
         "first_seen_at": state.first_seen_at,
         "last_alerted_at": state.last_alerted_at,
         "pending": state.pending.value if state.pending else None,
+        "identity_version": state.identity_version,
     }
 
 
@@ -107,6 +110,8 @@ def _state_from(data: Mapping[str, Any]) -> AlertState | None:
             first_seen_at=data["first_seen_at"],
             last_alerted_at=data.get("last_alerted_at"),
             pending=Notice(data["pending"]) if data.get("pending") else None,
+            # States written before identity versions existed are version 1.
+            identity_version=int(data.get("identity_version") or 1),
         )
     except (KeyError, ValueError, TypeError):
         return None
@@ -220,3 +225,69 @@ class RunLog(_Base):
             self.writes += 1
         except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
             raise StoreUnavailable(f"run log: {describe_google_error(exc)}") from None
+
+
+class BreakerStore(_Base):
+    """The heal breaker's state: one document per positions collection.
+
+    Tripped by a run whose heals exceeded the limit; reset by ``crypto-signals breaker reset``
+    or by a forced run. Read by every run (one get), written only when it changes.
+    """
+
+    def __init__(
+        self, client: firestore.Client, scope: str, timeouts: FirestoreTimeouts | None = None
+    ) -> None:
+        super().__init__(client, scope, timeouts)
+        self._ref = client.collection(BREAKER_COLLECTION).document(scope)
+
+    def load(self) -> BreakerState:
+        try:
+            self.round_trips += 1
+            snap = self._ref.get(**self._kw())
+            self.reads += 1
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            raise StoreUnavailable(f"breaker: {describe_google_error(exc)}") from None
+        data = snap.to_dict() or {} if snap.exists else {}
+        due, limit = data.get("heals_due"), data.get("limit")
+        return BreakerState(
+            # Anything but an explicit False counts as tripped once the document exists with a
+            # trip: an unreadable state must not silently resume heals.
+            tripped=bool(data) and data.get("tripped") is not False,
+            tripped_at=data.get("tripped_at"),
+            reason=str(data["reason"]) if data.get("reason") else None,
+            run_id=str(data["run_id"]) if data.get("run_id") else None,
+            heals_due=due if isinstance(due, int) and not isinstance(due, bool) else None,
+            limit=limit if isinstance(limit, int) and not isinstance(limit, bool) else None,
+        )
+
+    def trip(self, *, run_id: str, heals_due: int, limit: int, reason: str, now: datetime) -> None:
+        self._write(
+            {
+                "scope": self._scope,
+                "tripped": True,
+                "tripped_at": now,
+                "run_id": run_id,
+                "heals_due": heals_due,
+                "limit": limit,
+                "reason": reason,
+            }
+        )
+
+    def reset(self, *, by: str, reason: str, now: datetime) -> None:
+        self._write(
+            {
+                "scope": self._scope,
+                "tripped": False,
+                "reset_at": now,
+                "reset_by": by,
+                "reset_reason": reason,
+            }
+        )
+
+    def _write(self, fields: dict[str, Any]) -> None:
+        try:
+            self.round_trips += 1
+            self._ref.set(fields, merge=True, **self._kw())
+            self.writes += 1
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            raise StoreUnavailable(f"breaker: {describe_google_error(exc)}") from None

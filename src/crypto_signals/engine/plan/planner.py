@@ -1,0 +1,123 @@
+"""``plan_reconciliation``: the book, the evidence and the gates, in that order."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from crypto_signals.domain.schemas import TradeType
+from crypto_signals.domain.snapshots import (
+    BreakerState,
+    BrokerOrder,
+    BrokerState,
+    ClosedOrders,
+    Ledger,
+    StoreState,
+)
+from crypto_signals.domain.symbols import symbol_key
+from crypto_signals.engine.plan.actions import Action, AlertOrphan, Halted, IgnoreDust, Plan
+from crypto_signals.engine.plan.blocking import ANY_SYMBOL, blocked_symbols
+from crypto_signals.engine.plan.book import Holding, classify
+from crypto_signals.engine.plan.evidence import OrderIndex
+from crypto_signals.engine.plan.limits import gate_heals
+from crypto_signals.engine.plan.ownership import Owners, remaining, used_quantities
+from crypto_signals.engine.plan.symbols import (
+    Context,
+    Decision,
+    decide_broker_more,
+    decide_excess,
+    decide_not_held,
+)
+from crypto_signals.engine.policy import Policy
+
+
+def plan_reconciliation(
+    store: StoreState,
+    broker: BrokerState,
+    closed: ClosedOrders,
+    policy: Policy,
+    now: datetime,
+    *,
+    ledger: Ledger | None = None,
+    breaker: BreakerState | None = None,
+    force: bool = False,
+) -> Plan:
+    """Decide what to do. ``closed`` holds the orders of :func:`evidence_query`'s listing;
+    ``ledger`` what earlier heals and closes took from those fills; ``breaker`` its state."""
+    ledger = ledger or Ledger()
+    breaker = breaker or BreakerState()
+    book = classify(store, broker, policy, now)
+    blocks = blocked_symbols((*broker.unreadable, *closed.unreadable), book.reconcilable)
+
+    orders = OrderIndex(closed.orders)
+    fills = [o for o in orders.orders if o.is_fill]
+    groups: dict[tuple[str, str], list[BrokerOrder]] = defaultdict(list)
+    for order in fills:
+        groups[(order.key, order.side)].append(order)
+    ctx = Context(
+        orders=orders,
+        fills_by_group=dict(groups),
+        # Every position the store returned owns its orders, whatever its status, except
+        # THEORETICAL ones, which never reached the broker (invariant 5).
+        owners=Owners(
+            [p for p in store.positions if p.trade_type is not TradeType.THEORETICAL],
+            ledger.closed,
+        ),
+        left=remaining(fills, used_quantities(ledger)),
+        policy=policy,
+        listing_complete=closed.complete,
+    )
+
+    decisions: list[Decision] = []
+    for sb in book.symbols.values():
+        if ANY_SYMBOL in blocks or sb.key in blocks:
+            continue
+        if sb.holding is Holding.NOT_HELD and sb.settled:
+            decisions.append(decide_not_held(sb, ctx))
+        elif sb.holding is Holding.EXCESS:
+            decisions.append(decide_excess(sb, ctx))
+        elif sb.holding is Holding.BROKER_MORE:
+            decisions.append(decide_broker_more(sb))
+
+    heals = sorted(
+        (h for d in decisions for h in d.heals), key=lambda h: (h.exit_time, h.position_id)
+    )
+    unverified = sorted((u for d in decisions for u in d.unverified), key=lambda u: u.position_id)
+    drift = sorted(
+        (d.drift for d in decisions if d.drift is not None), key=lambda r: symbol_key(r.symbol)
+    )
+    gate = gate_heals(heals, book.reconcilable, broker.account_id, breaker, policy, force=force)
+
+    actions: list[Action] = [*sorted(book.deferred, key=lambda d: d.position_id)]
+    actions += gate.accepted
+    actions += gate.refused
+    actions += unverified
+    actions += drift
+    actions += [blocks[k] for k in sorted(blocks)]
+    if gate.trip is not None:
+        actions.append(gate.trip)
+    if gate.reset is not None:
+        actions.append(gate.reset)
+    db_keys = {symbol_key(p.symbol) for p in book.reconcilable}
+    actions += [
+        AlertOrphan(bp.display, bp.side, abs(bp.qty), bp.market_value)
+        for key, bp in sorted(book.live.items())
+        if key not in db_keys
+    ]
+    actions += [
+        IgnoreDust(bp.display, bp.market_value)
+        for _, bp in sorted(book.dust.items())
+        if bp.market_value is not None
+    ]
+
+    halted: Halted | None = None
+    if gate.trip is not None:
+        halted = Halted(gate.trip.heals_due, gate.trip.limit, None, tripped_now=True)
+    elif breaker.tripped and gate.reset is None:
+        halted = Halted(breaker.heals_due, breaker.limit, breaker.tripped_at, tripped_now=False)
+
+    by_id = {p.position_id: p for p in book.reconcilable}
+    zombies = sorted({by_id[pid].symbol for d in decisions for pid in d.zombies})
+    return Plan(
+        actions=tuple(actions), zombie_symbols=tuple(zombies), held=book.held_ids, halted=halted
+    )
