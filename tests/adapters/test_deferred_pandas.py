@@ -53,7 +53,9 @@ def test_a_full_run_never_imports_pandas_or_numpy(
         env,
     )
     assert seen["status"] == "issues"
-    assert seen["broker_calls"] == 4  # account, positions, open and closed orders
+    # Account, positions, open orders (one empty page), closed orders (a page, and the page
+    # that proves the listing complete by bringing nothing new).
+    assert seen["broker_calls"] == 5
     assert isinstance(seen["would_heal"], int)
     assert seen["would_heal"] >= 2
     assert seen["loaded"] == []

@@ -4,8 +4,9 @@ alpaca-py's ``TradingClient`` imports ``alpaca.trading.requests``, whose only us
 ``pd.Timestamp`` in the validator of ``GetCorporateAnnouncementsRequest`` -- a request the
 reconciler never builds. Yet ``import pandas`` (and numpy with it) is the largest single cost
 of a cold start: about 0.45 s of a 1.3 s bare start and 45 MB of resident memory on the
-benchmark machine (``benchmarks/cold_start.py``; upstream: alpacahq/alpaca-py#269 asks for
-pandas to become optional).
+benchmark machine (``benchmarks/cold_start.py``). alpaca-py requires pandas outright; its
+issue alpacahq/alpaca-py#269 ("Avoid locking pandas to v1") is about the version of that
+requirement (it pinned pandas to v1), not about making pandas optional.
 
 :func:`pandas_deferred` puts a stand-in module under the name ``pandas`` while alpaca-py is
 imported, and removes it afterwards. alpaca-py keeps the stand-in as its ``pd``; the first
