@@ -325,8 +325,15 @@ def test_a_filter_that_matches_one_symbol_form_only(served: Any, finds: str) -> 
 def test_the_unfiltered_listing_returns_only_the_querys_symbols(sim: AlpacaSimulator) -> None:
     sim.add_fill("BTC/USD", "sell", "1", price="61000", at=T0)
     sim.add_fill("ETH/USD", "sell", "1", price="3000", at=T0)
+    other = sim.add_fill("ETH/USD", "buy", "1", price="3000", at=T0)
+    sim.patch_order(other["id"], filled_qty="?")  # unreadable, but not the query's symbol
+    nameless = sim.add_fill("BTC/USD", "buy", "1", price="60000", at=T0)
+    sim.patch_order(nameless["id"], symbol=None)  # could be anyone's: kept
+
     listing = closed(broker(sim), "BTC/USD", symbol_form="none")
+
     assert [o.symbol for o in listing.orders] == ["BTC/USD"]
+    assert [(u.item_id, u.symbol) for u in listing.unreadable] == [(nameless["id"], None)]
     assert "symbols" not in sim.requests[-1].query
 
 

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from crypto_signals.broker.alpaca_sdk import GetOrdersRequest, QueryOrderStatus, Sort, TradingClient
@@ -64,12 +63,10 @@ class AlpacaBroker:
         *,
         max_pages: int = DEFAULT_MAX_PAGES,
         rate_limit_waits: int = 2,
-        sleep: Callable[[float], None] | None = None,
     ) -> None:
         if max_pages < 2:
             raise ValueError("max_pages must be >= 2: a complete listing needs a confirming page")
-        kwargs: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
-        self._transport = AlpacaTransport(client, rate_limit_waits=rate_limit_waits, **kwargs)
+        self._transport = AlpacaTransport(client, rate_limit_waits=rate_limit_waits)
         self._max_pages = max_pages
         self._lock = threading.Lock()
         self.call_count = 0  # logical calls: one per endpoint or page (429 retries included)
@@ -162,10 +159,13 @@ class AlpacaBroker:
 
         ``symbol_form`` chooses how the ``symbols`` filter is sent (:data:`SymbolForm`): the
         caller can list again "with the other symbol form" (``"compact"``) or "without the
-        filter" (``"none"``) when a listing misses orders it knows are there. Whatever the form,
-        only orders of the query's symbols are returned (compared by :func:`symbol_key`), and
-        unreadable items are all returned. ``complete`` is False when the page cap or a stalled
-        cursor stopped the listing.
+        filter" (``"none"``) when a listing misses orders it knows are there. More than
+        :data:`MAX_SYMBOL_FILTER` symbols are never sent as a filter, whatever the form.
+
+        Whatever the form, the same orders come back: those of the query's symbols (compared by
+        :func:`symbol_key`), and the unreadable items whose symbol is one of them or could not
+        be read. ``complete`` is False when the page cap or a stalled cursor stopped the
+        listing.
         """
         if symbol_form not in ("slash", "compact", "none"):
             raise ValueError(f"unknown symbol_form {symbol_form!r}")
@@ -186,12 +186,11 @@ class AlpacaBroker:
         )
         if not listing.complete:
             log.warning("closed-order listing incomplete: %s", listing.why_incomplete)
-        for item in listing.unreadable:
-            log.warning("unreadable broker item: %s: %s", item.endpoint, item.detail)
         return ClosedOrders(
             tuple(o for o in listing.orders if o.key in wanted),
             complete=listing.complete,
-            unreadable=listing.unreadable,
+            # An item whose symbol is unreadable could be anyone's: it is kept.
+            unreadable=tuple(u for u in listing.unreadable if u.key is None or u.key in wanted),
         )
 
     # -- listing ----------------------------------------------------------------------------
@@ -219,7 +218,8 @@ class AlpacaBroker:
         orders: dict[str, BrokerOrder] = {}
         unreadable: dict[str, UnreadableItem] = {}
         seen: set[str] = set()
-        cursor = after
+        # Naive is UTC (as alpaca-py sends it), so that it compares with the orders' times.
+        cursor = after.replace(tzinfo=UTC) if after and after.utcoffset() is None else after
         for page_number in range(1, self._max_pages + 1):
             request = GetOrdersRequest(
                 status=status,
