@@ -401,3 +401,31 @@ def test_no_call_starts_after_the_deadline(sim: AlpacaSimulator) -> None:
             EvidenceQuery(("BTC/USD",), SINCE), deadline=time.monotonic() - 1
         )
     assert sim.count() == 0
+
+
+# -- shapes: offsets, open orders --------------------------------------------------------------
+
+
+def test_timestamps_with_an_offset_are_the_same_instants() -> None:
+    with simulator(utc_offset=timedelta(hours=-4)) as sim:
+        order = sim.add_fill("BTC/USD", "sell", "1", price="61000", at=T0 + timedelta(seconds=1))
+        [read] = closed(broker(sim), "BTC/USD").orders
+    assert order["submitted_at"] == "2026-11-20T08:00:01-04:00"
+    assert read.submitted_at == read.filled_at == T0 + timedelta(seconds=1)
+
+
+def test_an_unreadable_open_order_is_named_in_the_state(sim: AlpacaSimulator) -> None:
+    good = sim.add_order(symbol="ETH/USD", side="buy", qty="1", status="new", submitted_at=T0)
+    bad = sim.add_order(symbol="ETH/USD", side="buy", qty="1", status="new", submitted_at=T0)
+    sim.patch_order(bad["id"], qty="1e")
+
+    state = broker(sim).fetch_state()
+
+    assert [o.id for o in state.open_orders] == [good["id"]]
+    [item] = state.unreadable
+    assert (item.endpoint, item.item_id, item.key) == (
+        "GET /v2/orders?status=open",
+        bad["id"],
+        "ETHUSD",
+    )
+    assert item.detail == "qty: not a decimal number"
