@@ -52,6 +52,13 @@ def _finite(value: float | None, name: str) -> float | None:
     return value
 
 
+def decimal_text(value: Decimal) -> str:
+    """A quantity as exact text without noise: ``Decimal("0.498750000000")`` -> ``"0.49875"``,
+    ``Decimal("1.0")`` -> ``"1"``, never an exponent."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
 def strict_decimal(value: Any) -> Decimal | None:
     """A number the reconciler decides with, as ``Decimal``; anything else is an error.
 

@@ -40,6 +40,7 @@ from crypto_signals.domain.schemas import (
     ReconciliationReport,
     RunStats,
     RunStatus,
+    decimal_text,
 )
 from crypto_signals.domain.snapshots import (
     BreakerState,
@@ -50,7 +51,13 @@ from crypto_signals.domain.snapshots import (
 )
 from crypto_signals.engine import findings as words
 from crypto_signals.engine.alerts import Finding, FindingKind, decide_alerts, delivered
-from crypto_signals.engine.plan import Heal, Plan, evidence_query, plan_reconciliation
+from crypto_signals.engine.plan import (
+    Allocation,
+    Heal,
+    Plan,
+    evidence_query,
+    plan_reconciliation,
+)
 from crypto_signals.engine.policy import Policy
 from crypto_signals.engine.ports import (
     AlertStore,
@@ -492,9 +499,7 @@ class StateReconciler:
                     explained_by=words.drift_explanation(d),
                     kind=d.kind.value,
                     position_ids=list(d.position_ids),
-                    fills=[
-                        FillShare(order_id=a.order_id, qty=str(a.qty)) for _, a in d.allocations
-                    ],
+                    fills=[_share(a) for _, a in d.allocations],
                 )
                 for d in plan.drift
             ]
@@ -571,5 +576,9 @@ def _healed(heal: Heal) -> HealedPosition:
         realized_pnl_usd=float(heal.realized_pnl_usd),
         realized_pnl_pct=float(heal.realized_pnl_pct),
         evidence=heal.evidence.value,
-        allocation=[FillShare(order_id=a.order_id, qty=str(a.qty)) for a in heal.allocation],
+        allocation=[_share(a) for a in heal.allocation],
     )
+
+
+def _share(allocation: Allocation) -> FillShare:
+    return FillShare(order_id=allocation.order_id, qty=decimal_text(allocation.qty))

@@ -27,7 +27,13 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from pydantic import ValidationError
 
-from crypto_signals.domain.schemas import ExitReason, Position, TradeStatus, strict_decimal
+from crypto_signals.domain.schemas import (
+    ExitReason,
+    Position,
+    TradeStatus,
+    decimal_text,
+    strict_decimal,
+)
 from crypto_signals.domain.snapshots import (
     ClosedPosition,
     Issue,
@@ -161,7 +167,7 @@ def heal_fields(
         "reconciler.evidence_order_ids": list(heal.evidence_order_ids),
         # The allocation: which broker orders this close used, and how much of each.
         "reconciler.allocation": [
-            {"order_id": a.order_id, "qty": str(a.qty)} for a in heal.allocation
+            {"order_id": a.order_id, "qty": decimal_text(a.qty)} for a in heal.allocation
         ],
         "reconciler.ledger_posted": True,
         # What the heal replaced, so `crypto-signals undo` can restore it exactly.

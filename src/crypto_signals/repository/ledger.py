@@ -23,6 +23,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 
+from crypto_signals.domain.schemas import decimal_text
 from crypto_signals.domain.snapshots import Posting, PostingSource
 from crypto_signals.engine.plan import Allocation
 from crypto_signals.engine.ports import StoreUnavailable
@@ -53,10 +54,10 @@ def posting_writes(
             "order_id": share.order_id,
             "symbol": symbol,
             "fill_time": share.at,
-            "price": str(share.price),
+            "price": decimal_text(share.price),
             "allocations": {
                 position_id: {
-                    "qty": str(share.qty),
+                    "qty": decimal_text(share.qty),
                     "source": source.value,
                     "run_id": run_id,
                     "at": at,

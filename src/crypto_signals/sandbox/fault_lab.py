@@ -49,6 +49,7 @@ FINDING_MARKERS = {
     "orphan": "SOL/USD long",
     "unverified": f"position {NO_EVIDENCE} kept OPEN",
     "heal": f"position {ZOMBIE}: exit",
+    "breaker": "until the breaker is reset",
 }
 
 
@@ -108,13 +109,13 @@ class Lab:
         )
         self.sim.add_position(ORPHAN_SYMBOL, "40", avg_entry_price="150", current_price="152")
 
-    def run(self, **overrides: str) -> ReconciliationReport:
+    def run(self, *, force: bool = False, **overrides: str) -> ReconciliationReport:
         settings = load_settings(self.env(**overrides))
-        report = build_reconciler(settings, client=self.db).reconcile()
+        report = build_reconciler(settings, client=self.db).reconcile(force=force)
         self.reports.append(report)
         return report
 
-    def run_concurrently(self, n: int) -> list[ReconciliationReport]:
+    def run_concurrently(self, n: int, **overrides: str) -> list[ReconciliationReport]:
         """n runs at the same moment, each with its own clients, as n instances would."""
         barrier = threading.Barrier(n)
         out: list[ReconciliationReport] = []
@@ -122,7 +123,7 @@ class Lab:
 
         def one() -> None:
             reconciler = build_reconciler(
-                load_settings(self.env()),
+                load_settings(self.env(**overrides)),
                 client=firestore.Client(project=self.emulator.project),
             )
             barrier.wait()
@@ -337,6 +338,31 @@ def _crash_between_heal_and_message(lab: Lab) -> None:
     lab.run()
 
 
+def _breaker(lab: Lab) -> None:
+    """More heals due than the limit: none is applied, later runs heal nothing, and only a
+    forced run applies them (paper keys on the live collection look like this)."""
+    limit = {"RECONCILER_HEAL_LIMIT": "0"}
+    tripped = lab.run(**limit)
+    assert tripped.heals_halted
+    assert tripped.reconciled_count == 0
+    for _ in range(2):  # the next scheduled runs: still halted, nothing healed
+        later = lab.run(**limit)
+        assert later.heals_halted
+        assert lab.doc(ZOMBIE)["status"] == "OPEN"
+    forced = lab.run(force=True, **limit)
+    assert not forced.heals_halted
+    lab.notes.append(f"halted for {len(lab.reports) - 1} runs; --force healed it")
+
+
+def _breaker_concurrent(lab: Lab) -> None:
+    """Two runs at once, both over the limit: one trips it (the other is skipped); none heals."""
+    limit = {"RECONCILER_HEAL_LIMIT": "0"}
+    lab.run_concurrently(2, **limit)
+    assert lab.doc(ZOMBIE)["status"] == "OPEN"
+    assert lab.run(**limit).heals_halted
+    lab.run(force=True, **limit)
+
+
 def _repeat(lab: Lab) -> None:
     for _ in range(3):
         lab.run()
@@ -423,6 +449,18 @@ CASES: tuple[Case, ...] = (
     ),
     Case("2 concurrent runs", "two runs at the same moment", _concurrent(2)),
     Case("8 concurrent runs", "eight runs at the same moment", _concurrent(8)),
+    Case(
+        "breaker trips",
+        "more heals due than RECONCILER_HEAL_LIMIT: halted until --force",
+        _breaker,
+        expect_announced=("orphan", "unverified", "heal", "breaker"),
+    ),
+    Case(
+        "breaker trips, 2 concurrent runs",
+        "two runs over the limit at the same moment",
+        _breaker_concurrent,
+        expect_announced=("orphan", "unverified", "heal", "breaker"),
+    ),
     Case(
         "crash between heal and message",
         "process killed after the heal, before Discord",
