@@ -148,24 +148,25 @@ class _Request:
     short_page: Fault | None
 
 
+_RouteHandler = Callable[["AlpacaSimulator", _Request], Any]
+
+
 @dataclass(frozen=True)
 class _Route:
     """One served route: its name (for faults and counts), path pattern and handler."""
 
     name: str
     pattern: re.Pattern[str]
-    handler: Callable[[AlpacaSimulator, _Request], Any]
+    handler: _RouteHandler
     paged: bool = False  # the short_page fault applies
 
 
 def _route(
     name: str, pattern: str, *, paged: bool = False
-) -> Callable[
-    [Callable[[AlpacaSimulator, _Request], Any]], Callable[[AlpacaSimulator, _Request], Any]
-]:
-    def register(
-        handler: Callable[[AlpacaSimulator, _Request], Any],
-    ) -> Callable[[AlpacaSimulator, _Request], Any]:
+) -> Callable[[_RouteHandler], _RouteHandler]:
+    """Adds the decorated method to the route table: the one place a route is declared."""
+
+    def register(handler: _RouteHandler) -> _RouteHandler:
         _ROUTES.append(_Route(name, re.compile(pattern, re.IGNORECASE), handler, paged))
         return handler
 
@@ -302,7 +303,9 @@ class AlpacaSimulator(LoopbackService):
             klass = "crypto" if is_crypto_symbol(symbol) else "us_equity"
         else:
             klass = choice(
-                asset_class, frozenset({"us_equity", "us_option", "crypto"}), "asset_class"
+                asset_class,
+                frozenset({"us_equity", "us_option", "crypto", "crypto_perp"}),
+                "asset_class",
             )
         served_symbol = compact_symbol(symbol) if klass == "crypto" else symbol.strip().upper()
 
