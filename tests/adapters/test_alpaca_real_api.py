@@ -190,6 +190,18 @@ def test_an_unreadable_leg_leaves_its_parent_readable(sim: AlpacaSimulator) -> N
     assert item.detail.startswith("legs[0].filled_qty")
 
 
+def test_a_leg_that_says_nothing_is_named_after_its_parent(sim: AlpacaSimulator) -> None:
+    entry = sim.add_fill("AAPL", "buy", "5", price="200", at=T0, client_order_id="sig-aapl")
+    sim.patch_order(entry["id"], order_class="oto", legs=["garbage"])
+
+    listing = closed(broker(sim), "AAPL")
+
+    assert [o.id for o in listing.orders] == [entry["id"]]
+    [item] = listing.unreadable
+    assert (item.item_id, item.symbol, item.client_order_id) == (entry["id"], "AAPL", "sig-aapl")
+    assert item.detail == "legs[0]: expected an object, got string"
+
+
 def test_a_position_that_does_not_parse_is_named(sim: AlpacaSimulator) -> None:
     sim.add_position("BTC/USD", "0.5", current_price="60000")
     sim.add_position("AAPL", "10", current_price="200")

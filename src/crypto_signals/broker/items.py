@@ -221,16 +221,10 @@ def parse_order_item(endpoint: str, item: Any) -> ParsedItem:
         if isinstance(legs, list) and legs:
             detail += f" (with its {len(legs)} leg(s))"
         return ParsedItem(key, (), (_unreadable(endpoint, item, detail),), listed_at, size)
-    orders: list[BrokerOrder] = []
+    orders: list[BrokerOrder] = [] if raw.is_multi_leg else [_order(raw)]
     unreadable: list[UnreadableItem] = []
-    parent: BrokerOrder | None = None
-    if not raw.is_multi_leg:
-        parent = _order(raw)
-        orders.append(parent)
-    parent_id = raw.id
-    parent_cid = raw.client_order_id
     for index, leg in enumerate(raw.legs or ()):
-        converted = _leg(endpoint, leg, index, parent_id, parent_cid)
+        converted = _leg(endpoint, leg, index, raw)
         if isinstance(converted, UnreadableItem):
             unreadable.append(converted)
         else:
@@ -238,19 +232,26 @@ def parse_order_item(endpoint: str, item: Any) -> ParsedItem:
     return ParsedItem(key, tuple(orders), tuple(unreadable), listed_at, size)
 
 
-def _leg(
-    endpoint: str, leg: Any, index: int, parent_id: str, parent_cid: str | None
-) -> BrokerOrder | UnreadableItem:
-    if not isinstance(leg, dict):
-        detail = f"legs[{index}]: expected an object, got {_kind(leg)}"
-        return _unreadable(endpoint, leg, detail)
+def _leg(endpoint: str, leg: Any, index: int, parent: RawOrder) -> BrokerOrder | UnreadableItem:
     try:
+        if not isinstance(leg, dict):
+            raise ValueError(f"legs[{index}]: expected an object, got {_kind(leg)}")
         # A leg is one instrument on one side (an mleg leg too); its own legs are ignored
         # (the spec: "legs are not nested beyond one level").
         raw = RawOrder.model_validate(leg, context={"leg": True})
-    except ValidationError as exc:
-        return _unreadable(endpoint, leg, f"legs[{index}].{describe(exc)}")
-    return _order(raw, parent_id=parent_id, parent_client_order_id=parent_cid)
+    except (ValueError, ValidationError) as exc:
+        detail = f"legs[{index}].{describe(exc)}" if isinstance(exc, ValidationError) else str(exc)
+        item = _unreadable(endpoint, leg, detail)
+        # What the leg does not say, its parent does: a bracket's legs trade its symbol, and
+        # the leg belongs to the position whose entry the parent is.
+        return UnreadableItem(
+            endpoint=endpoint,
+            item_id=item.item_id or parent.id,
+            symbol=item.symbol or parent.symbol or None,
+            client_order_id=item.client_order_id or parent.client_order_id,
+            detail=detail,
+        )
+    return _order(raw, parent_id=parent.id, parent_client_order_id=parent.client_order_id)
 
 
 def _order(
