@@ -47,6 +47,8 @@ MAX_RATE_LIMIT_WAIT_SECONDS = 61.0
 MIN_RATE_LIMIT_WAIT_SECONDS = 0.2
 # No X-RateLimit-Reset and no Retry-After: wait as alpaca-py would have.
 DEFAULT_RATE_LIMIT_WAIT_SECONDS = 1.0
+# A timeout this close to the deadline is the deadline's (timers are not exact).
+_DEADLINE_SLACK = 0.05
 
 
 def build_trading_client(
@@ -121,6 +123,11 @@ class AlpacaTransport:
                 self._sleep(wait)
                 waits += 1
             except requests.exceptions.Timeout:
+                if deadline is not None and time.monotonic() >= deadline - _DEADLINE_SLACK:
+                    # The call's timeout was cut to the deadline, and the deadline came.
+                    raise BrokerUnavailable(
+                        f"{endpoint}: timed out at the run's deadline"
+                    ) from None
                 raise BrokerUnavailable(f"{endpoint}: timed out") from None
             except (requests.exceptions.JSONDecodeError, json.JSONDecodeError):
                 raise BrokerUnavailable(f"{endpoint}: malformed response (not JSON)") from None
