@@ -14,7 +14,7 @@ from crypto_signals.broker.alpaca import AlpacaBroker
 from crypto_signals.config import Settings
 from crypto_signals.engine.reconciler import StateReconciler
 from crypto_signals.logging_setup import register_secrets
-from crypto_signals.notifications.discord import DiscordWebhookClient
+from crypto_signals.notifications.discord import DiscordNotifier, DiscordWebhookClient
 from crypto_signals.repository.firestore import FirestoreTimeouts, PositionRepository
 from crypto_signals.repository.ledger import LedgerStore
 from crypto_signals.repository.reconciler_state import (
@@ -44,9 +44,11 @@ def build_reconciler(
         retries=settings.alpaca_max_retries,
     )
     webhook = settings.discord_webhook_url
-    notifier = DiscordWebhookClient(
-        webhook.get_secret_value() if webhook else None,
-        timeout_seconds=settings.discord_timeout_seconds,
+    notifier = DiscordNotifier(
+        DiscordWebhookClient(
+            webhook.get_secret_value() if webhook else None,
+            timeout_seconds=settings.discord_timeout_seconds,
+        )
     )
     return StateReconciler(
         broker=broker,

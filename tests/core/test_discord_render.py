@@ -21,11 +21,11 @@ from crypto_signals.notifications.discord_render import (
     USERNAME_MAX_CHARS,
     AlertSection,
     Severity,
-    find_violations,
+    render_batches,
     render_messages,
     truncate,
-    validate_payload,
 )
+from crypto_signals.sandbox.discord_limits import find_violations, validate_payload
 
 ORPHAN = "Orphan positions at the broker"
 _OMITTED = re.compile(r"^… and ([\d,]+) more lines? not shown from ")
@@ -396,3 +396,37 @@ def test_every_payload_respects_every_limit(
     else:
         # Nothing is lost silently: every finding is either shown or counted in the summary.
         assert shown_lines(payloads) + omitted_lines(payloads) == total
+
+
+# --- which items each message carries (partial delivery owes only the rest) -------------------
+
+
+def keyed(title: str, n: int, *, prefix: str, width: int = 200) -> AlertSection:
+    lines = tuple(f"{prefix}{i} " + "x" * width for i in range(n))
+    return AlertSection(title, Severity.CRITICAL, lines, tuple(f"{prefix}{i}" for i in range(n)))
+
+
+@pytest.mark.parametrize("max_messages", [5, 2])
+def test_each_message_names_the_items_it_carries_and_none_is_lost_or_doubled(
+    max_messages: int,
+) -> None:
+    sections = [keyed("Orphans", 40, prefix="o"), keyed("Unverified", 40, prefix="u")]
+    rendered = render_batches(sections, header="h", max_messages=max_messages)
+    assert 1 < len(rendered) <= max_messages
+    if max_messages == 2:
+        assert OVERFLOW_TITLE in str(rendered[-1].payload)
+    seen: list[str] = [k for m in rendered for k in m.keys]
+    assert sorted(seen) == sorted([f"o{i}" for i in range(40)] + [f"u{i}" for i in range(40)])
+    for message in rendered:
+        text = str(message.payload)
+        shown = {k for k in message.keys if f"'{k} " in text or f"\\n{k} " in text}
+        summarized = message.keys - shown
+        # A key not shown in a message is one its "not shown" summary counts.
+        assert not summarized or OVERFLOW_TITLE in text
+
+
+def test_lines_without_keys_render_as_before() -> None:
+    plain = AlertSection("Plain", Severity.INFO, ("a", "b"))
+    [message] = render_batches([plain], header="h")
+    assert message.keys == frozenset()
+    assert message.payload == render_messages([plain], header="h")[0]

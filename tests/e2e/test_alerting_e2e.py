@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-import time
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
 
 from crypto_signals.engine.reconciler import StateReconciler
-from crypto_signals.notifications.discord_render import validate_payload
-from crypto_signals.sandbox.discord_sink import DiscordSink
+from crypto_signals.sandbox.discord_limits import validate_payload
+from crypto_signals.sandbox.discord_sink import DiscordSink, SinkFault
 from crypto_signals.sandbox.scenarios import World, position_doc
 
 Build = Callable[..., StateReconciler]
@@ -51,22 +51,6 @@ def test_orphan_lifecycle_new_quiet_changed_resolved(
 
     make_reconciler().reconcile()
     assert len(sink.messages) == 3
-
-
-def test_unchanged_finding_is_repeated_after_the_interval(
-    world: World, sink: DiscordSink, make_reconciler: Build
-) -> None:
-    world.sim.add_position("SOL/USD", "40", current_price="150")
-    interval = {"RECONCILER_REALERT_HOURS": str(1.0 / 3600)}  # one second
-
-    make_reconciler(**interval).reconcile()
-    make_reconciler(**interval).reconcile()
-    assert len(sink.messages) == 1
-    time.sleep(1.2)
-    make_reconciler(**interval).reconcile()
-
-    assert len(sink.messages) == 2
-    assert "reminder" in texts(sink)[1]
 
 
 def test_many_findings_stay_within_discord_limits(
@@ -113,3 +97,30 @@ def test_without_a_webhook_alerts_are_logged(
         for r in caplog.records
     )
     assert sink.attempts == []
+
+
+def test_a_partial_delivery_owes_only_what_discord_refused(
+    world: World, sink: DiscordSink, make_reconciler: Build, now: datetime
+) -> None:
+    # Enough orphans for two messages; Discord accepts the first and refuses the second.
+    for i in range(120):
+        world.sim.add_position(f"COIN{i:03d}/USD", "1000", current_price="5")
+    sink.inject_fault(SinkFault(kind="pass", times=1))
+    sink.inject_fault(SinkFault(kind="status", status=500, times=None))
+
+    first = make_reconciler().reconcile()
+    assert len(sink.messages) == 1
+    assert any("Discord delivery failed" in e for e in first.errors)
+    shown_first = set(re.findall(r"COIN\d{3}/USD", texts(sink)[0]))
+    assert shown_first
+    assert len(shown_first) < 120
+
+    sink.clear_faults()
+    make_reconciler().reconcile()
+    resent = set(re.findall(r"COIN\d{3}/USD", "\n".join(texts(sink)[1:])))
+
+    assert resent
+    assert not shown_first & resent  # message 1 is not sent again
+    assert shown_first | resent == {f"COIN{i:03d}/USD" for i in range(120)}
+    make_reconciler().reconcile()
+    assert len(sink.messages) == 1 + len(texts(sink)[1:])  # a third run says nothing new

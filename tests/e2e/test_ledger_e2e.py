@@ -26,7 +26,8 @@ H = timedelta(hours=1)
 
 def ledger(db: firestore.Client, order_id: str) -> dict[str, Any]:
     snap = db.collection(LEDGER_COLLECTION).document(f"test_positions:{order_id}").get()
-    return (snap.to_dict() or {}).get("allocations", {})
+    allocations: dict[str, Any] = (snap.to_dict() or {}).get("allocations", {})
+    return allocations
 
 
 def posted_qty(db: firestore.Client) -> dict[str, float]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from crypto_signals.domain.symbols import symbol_key
 from crypto_signals.engine.alerts import Finding, FindingKind, Notice, OwedNotice
+from crypto_signals.engine.messages import AlertSection, Severity
 from crypto_signals.engine.plan import (
     AlertOrphan,
     Allocation,
@@ -25,7 +26,6 @@ from crypto_signals.engine.plan import (
     Unverified,
     UnverifiedReason,
 )
-from crypto_signals.notifications.discord_render import AlertSection, Severity
 
 
 def fmt_qty(qty: Decimal) -> str:
@@ -250,34 +250,41 @@ _TITLES: dict[FindingKind, tuple[str, Severity]] = {
 }
 
 
+def heal_key(position_id: str) -> str:
+    return f"heal:{position_id}"
+
+
+def _section(title: str, severity: Severity, items: list[tuple[str, str]]) -> AlertSection:
+    return AlertSection(title, severity, tuple(t for _, t in items), tuple(k for k, _ in items))
+
+
 def alert_sections(
     heals: Sequence[Mapping[str, Any]], owed: Iterable[OwedNotice]
 ) -> list[AlertSection]:
-    """One section per kind of news, in the order a trader should read them."""
+    """One section per kind of news, in the order a trader should read them; each line keyed
+    by what it announces (a finding id, or ``heal:<position id>``)."""
     owed = list(owed)
     sections: list[AlertSection] = []
     for kind, (title, severity) in _TITLES.items():
         fresh = [
-            ("(changed) " if n.notice is Notice.CHANGED else "") + n.line
+            (n.finding_id, ("(changed) " if n.notice is Notice.CHANGED else "") + n.line)
             for n in owed
             if n.kind is kind and n.notice in (Notice.NEW, Notice.CHANGED)
         ]
         if fresh:
-            sections.append(AlertSection(title, severity, tuple(fresh)))
+            sections.append(_section(title, severity, fresh))
     if heals:
         sections.append(
-            AlertSection(
+            _section(
                 "Healed as CLOSED_EXTERNALLY (closed at the broker outside the bot)",
                 Severity.INFO,
-                tuple(heal_line(h) for h in heals),
+                [(heal_key(str(h.get("position_id"))), heal_line(h)) for h in heals],
             )
         )
-    reminders = [n.line for n in owed if n.notice is Notice.REMINDER]
+    reminders = [(n.finding_id, n.line) for n in owed if n.notice is Notice.REMINDER]
     if reminders:
-        sections.append(
-            AlertSection("Still unresolved (reminder)", Severity.WARNING, tuple(reminders))
-        )
-    resolved = [n.line for n in owed if n.notice is Notice.RESOLVED]
+        sections.append(_section("Still unresolved (reminder)", Severity.WARNING, reminders))
+    resolved = [(n.finding_id, n.line) for n in owed if n.notice is Notice.RESOLVED]
     if resolved:
-        sections.append(AlertSection("Resolved", Severity.RESOLVED, tuple(resolved)))
+        sections.append(_section("Resolved", Severity.RESOLVED, resolved))
     return sections

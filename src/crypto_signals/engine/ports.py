@@ -22,6 +22,7 @@ from crypto_signals.domain.snapshots import (
     StoreState,
 )
 from crypto_signals.engine.alerts import AlertState
+from crypto_signals.engine.messages import AlertBatch, Delivery
 from crypto_signals.engine.plan import Heal
 
 
@@ -85,7 +86,9 @@ class PositionStore(Protocol):
 
 
 class Notifier(Protocol):
-    def send(self, payloads: Sequence[Mapping[str, Any]]) -> Any: ...
+    """Tells people: renders the batch in its channel's form and says what got through."""
+
+    def send(self, batch: AlertBatch) -> Delivery: ...
 
 
 class AnnouncingStore(PositionStore, Protocol):

@@ -50,7 +50,9 @@ from crypto_signals.domain.snapshots import (
     Ledger,
 )
 from crypto_signals.engine import findings as words
-from crypto_signals.engine.alerts import Finding, FindingKind, decide_alerts, delivered
+from crypto_signals.engine.alerts import Finding, FindingKind, decide_alerts
+from crypto_signals.engine.alerts import delivered as delivered_state
+from crypto_signals.engine.messages import AlertBatch, DeliveryOutcome
 from crypto_signals.engine.plan import (
     Allocation,
     Heal,
@@ -74,8 +76,6 @@ from crypto_signals.engine.ports import (
     StoreUnavailable,
 )
 from crypto_signals.logging_setup import run_context
-from crypto_signals.notifications.discord import DeliveryOutcome
-from crypto_signals.notifications.discord_render import render_messages
 
 log = logging.getLogger(__name__)
 
@@ -392,33 +392,42 @@ class StateReconciler:
             run.errors.append(Issue(IssueKind.ALERT_STATE_FAILED, "", str(exc)))
             return
         sections = words.alert_sections(heals, decision.owed)
-        payloads = render_messages(
-            sections,
+        if not sections:
+            return
+        batch = AlertBatch(
+            tuple(sections),
             header=f"**crypto-signals reconciler** ({self._environment})",
             footer=f"run {run.run_id}",
         )
-        if not payloads:
-            return
-        result = self._notifier.send(payloads)
+        result = self._notifier.send(batch)
         run.notifications_sent += result.messages_sent
+        delivered = result.delivered
         if result.outcome is DeliveryOutcome.NOT_CONFIGURED:
             for section in sections:
                 for line in section.lines:
                     log.warning("alert (DISCORD_WEBHOOK_URL unset): %s: %s", section.title, line)
-        elif result.outcome is not DeliveryOutcome.DELIVERED:
+            delivered = batch.keys  # logged is as far as it goes
+        elif result.outcome is DeliveryOutcome.DELIVERED:
+            delivered = batch.keys
+        else:
             run.errors.append(
                 Issue(
                     IssueKind.NOTIFICATION_FAILED,
                     "",
-                    f"Discord delivery failed ({result.error}); the alert stays pending and "
-                    "the next run sends it",
+                    f"Discord delivery failed ({result.error}); what it did not accept stays "
+                    "pending and the next run sends it",
                 )
             )
-            return
-        announced = [str(h["position_id"]) for h in heals]
+        # Only what people received is cleared: a refused second message is owed, the
+        # accepted first one is not sent again.
+        announced = [
+            str(h["position_id"])
+            for h in heals
+            if words.heal_key(str(h["position_id"])) in delivered
+        ]
         current = {**states, **{s.finding_id: s for s in decision.writes}}
-        owed_ids = sorted({n.finding_id for n in decision.owed})
-        notices = [delivered(current[fid], run.started) for fid in owed_ids]
+        owed_ids = sorted({n.finding_id for n in decision.owed if n.finding_id in delivered})
+        notices = [delivered_state(current[fid], run.started) for fid in owed_ids]
 
         def clear_heals() -> None:
             if announced:

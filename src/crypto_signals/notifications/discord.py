@@ -22,11 +22,15 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
+
+from crypto_signals.engine.messages import AlertBatch, Delivery, DeliveryOutcome
+from crypto_signals.notifications.discord_render import DEFAULT_USERNAME, render_batches
+
+__all__ = ["DeliveryOutcome", "DeliveryResult", "DiscordNotifier", "DiscordWebhookClient"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +49,6 @@ _WEBHOOK_PATH = re.compile(r"(/webhooks/)[^/\s?#'\"<>]+/[^/\s?#'\"<>),]+")
 _MIN_REDACTED_SECRET_CHARS: Final = 8
 _MAX_ERROR_DETAILS: Final = 3
 _MAX_ERROR_CHARS: Final = 500
-
-
-class DeliveryOutcome(StrEnum):
-    DELIVERED = "delivered"
-    FAILED = "failed"
-    NOT_CONFIGURED = "not_configured"
 
 
 @dataclass(frozen=True)
@@ -357,3 +355,26 @@ def _flatten_form_errors(errors: object, path: str = "") -> list[str]:
         else:
             out.extend(_flatten_form_errors(value, f"{path}.{key}" if path else str(key)))
     return out
+
+
+class DiscordNotifier:
+    """The notifier port on Discord: renders a batch within Discord's limits, posts it, and
+    says which items reached the channel (the keys of the messages Discord accepted)."""
+
+    def __init__(self, client: DiscordWebhookClient, *, username: str = DEFAULT_USERNAME):
+        self._client = client
+        self._username = username
+
+    @property
+    def configured(self) -> bool:
+        return self._client.configured
+
+    def send(self, batch: AlertBatch) -> Delivery:
+        rendered = render_batches(
+            batch.sections, header=batch.header, footer=batch.footer, username=self._username
+        )
+        if not rendered:
+            return Delivery(DeliveryOutcome.DELIVERED)
+        result = self._client.send([m.payload for m in rendered])
+        delivered = frozenset(k for m in rendered[: result.messages_sent] for k in m.keys)
+        return Delivery(result.outcome, result.messages_sent, delivered, result.error)

@@ -1,25 +1,27 @@
 """Render reconciler alert sections into Discord webhook payloads.
 
-Everything here is pure (no I/O, no clock, no environment) so it can be
-property-tested exhaustively. Two public entry points:
+Everything here is pure (no I/O, no clock, no environment) so it can be property-tested
+exhaustively. :func:`render_batches` turns alert sections into one or more webhook payloads
+that respect Discord's documented message and embed limits, whatever the input, and says
+which items (line keys) each payload carries, so a partial delivery owes only the rest.
+:func:`render_messages` is the same without the keys.
 
-* :func:`render_messages` turns :class:`AlertSection` objects into one or more
-  webhook payloads that are guaranteed to respect Discord's documented message
-  and embed limits, whatever the input.
-* :func:`validate_payload` (and the structured :func:`find_violations`) checks a
-  payload against those same limits. The local Discord sink and the tests use
-  it too, so the limit rules live in exactly one place.
+The limits are the documented ones, below. Checking a payload against them the way Discord's
+server does is the local sink's job (``sandbox/discord_limits.py``), not the product's.
 
-Lengths are counted in Unicode code points (``len`` of a ``str``), which is how
-Discord counts them.
+Lengths are counted in Unicode code points (``len`` of a ``str``), which is how Discord counts
+them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Final
+
+from crypto_signals.engine.messages import AlertSection, Severity
+
+__all__ = ["AlertSection", "RenderedMessage", "Severity", "render_batches", "render_messages"]
 
 # --- Discord's documented limits -------------------------------------------------------------
 # https://discord.com/developers/docs/resources/message#embed-object-embed-limits
@@ -60,15 +62,6 @@ _SUMMARY_TITLE_MAX_CHARS: Final = 100
 _SUMMARY_AGGREGATE_MAX_CHARS: Final = 100
 
 
-class Severity(StrEnum):
-    """How bad a section is; drives the embed colour."""
-
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
-    RESOLVED = "resolved"
-
-
 SEVERITY_COLORS: Final[Mapping[Severity, int]] = {
     Severity.INFO: 0x3498DB,  # blue
     Severity.WARNING: 0xF39C12,  # amber
@@ -85,206 +78,6 @@ _SEVERITY_RANK: Final[Mapping[Severity, int]] = {
 }
 
 
-@dataclass(frozen=True)
-class AlertSection:
-    """A titled group of findings; one line per finding."""
-
-    title: str
-    severity: Severity
-    lines: tuple[str, ...]
-
-
-# --- validation ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LimitViolation:
-    """One broken rule, located like Discord does in its ``errors`` object."""
-
-    path: tuple[str | int, ...]  # e.g. ("embeds", 0, "description"); () = the payload itself
-    code: str  # Discord's form error code, e.g. "BASE_TYPE_MAX_LENGTH"
-    message: str
-
-    def __str__(self) -> str:
-        where = ".".join(str(part) for part in self.path) or "<payload>"
-        return f"{where}: {self.message}"
-
-
-def validate_payload(payload: object) -> list[str]:
-    """Return human-readable limit violations of a webhook payload; ``[]`` means valid."""
-    return [str(violation) for violation in find_violations(payload)]
-
-
-def find_violations(payload: object) -> list[LimitViolation]:
-    """Check a webhook payload against Discord's documented limits.
-
-    Also rejects wrong JSON types where a limit could not otherwise be checked, so the
-    sink never has to trust the shape of what it receives.
-    """
-    if not isinstance(payload, Mapping):
-        return [
-            LimitViolation((), "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType")
-        ]
-    out: list[LimitViolation] = []
-
-    content = payload.get("content")
-    has_content = False
-    if (
-        content is not None
-        and _check_str(content, ("content",), CONTENT_MAX_CHARS, out) is not None
-    ):
-        # Discord trims content, so whitespace alone does not make a message non-empty.
-        has_content = bool(str(content).strip())
-
-    username = payload.get("username")
-    if username is not None:
-        _check_username(username, out)
-
-    embeds = payload.get("embeds")
-    has_embeds = False
-    if embeds is not None:
-        if not isinstance(embeds, list):
-            out.append(
-                LimitViolation(
-                    ("embeds",), "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType"
-                )
-            )
-        else:
-            has_embeds = bool(embeds)
-            if len(embeds) > EMBEDS_MAX_COUNT:
-                out.append(_too_long(("embeds",), EMBEDS_MAX_COUNT))
-            total = sum(_check_embed(embed, ("embeds", i), out) for i, embed in enumerate(embeds))
-            if total > EMBEDS_TOTAL_MAX_CHARS:
-                out.append(
-                    LimitViolation(
-                        ("embeds",),
-                        "MAX_EMBED_SIZE_EXCEEDED",
-                        f"Embed size exceeds maximum size of {EMBEDS_TOTAL_MAX_CHARS}",
-                    )
-                )
-
-    if not has_content and not has_embeds:
-        out.append(LimitViolation((), EMPTY_MESSAGE_CODE, "Cannot send an empty message"))
-    return out
-
-
-def _too_long(path: tuple[str | int, ...], limit: int) -> LimitViolation:
-    return LimitViolation(path, "BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length.")
-
-
-def _check_str(
-    value: object,
-    path: tuple[str | int, ...],
-    limit: int,
-    out: list[LimitViolation],
-) -> int | None:
-    """Validate one string field; return its length (``None`` when it is not a string)."""
-    if not isinstance(value, str):
-        out.append(LimitViolation(path, "STRING_TYPE_CONVERT", "Must be a string."))
-        return None
-    if len(value) > limit:
-        out.append(_too_long(path, limit))
-    return len(value)
-
-
-def _check_username(username: object, out: list[LimitViolation]) -> None:
-    path: tuple[str | int, ...] = ("username",)
-    if not isinstance(username, str):
-        out.append(LimitViolation(path, "STRING_TYPE_CONVERT", "Must be a string."))
-        return
-    # Discord trims names, so whitespace alone counts as empty.
-    if not username.strip() or len(username) > USERNAME_MAX_CHARS:
-        out.append(
-            LimitViolation(
-                path,
-                "BASE_TYPE_BAD_LENGTH",
-                f"Must be between 1 and {USERNAME_MAX_CHARS} in length.",
-            )
-        )
-    lowered = username.lower()
-    for forbidden in USERNAME_FORBIDDEN_SUBSTRINGS:
-        if forbidden in lowered:
-            out.append(
-                LimitViolation(
-                    path, "USERNAME_INVALID_CONTAINS", f'Username cannot contain "{forbidden}"'
-                )
-            )
-
-
-def _check_embed(embed: object, path: tuple[str | int, ...], out: list[LimitViolation]) -> int:
-    """Validate one embed; return the characters it contributes to the 6000 total."""
-    if not isinstance(embed, Mapping):
-        out.append(
-            LimitViolation(path, "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType")
-        )
-        return 0
-    total = 0
-    for key, limit in (
-        ("title", EMBED_TITLE_MAX_CHARS),
-        ("description", EMBED_DESCRIPTION_MAX_CHARS),
-    ):
-        if embed.get(key) is not None:
-            total += _check_str(embed[key], (*path, key), limit, out) or 0
-
-    color = embed.get("color")
-    if color is not None and (
-        isinstance(color, bool) or not isinstance(color, int) or not 0 <= color <= EMBED_COLOR_MAX
-    ):
-        out.append(
-            LimitViolation(
-                (*path, "color"),
-                "NUMBER_TYPE_MAX",
-                f"Must be an integer between 0 and {EMBED_COLOR_MAX}.",
-            )
-        )
-
-    for key, inner, limit in (
-        ("footer", "text", EMBED_FOOTER_TEXT_MAX_CHARS),
-        ("author", "name", EMBED_AUTHOR_NAME_MAX_CHARS),
-    ):
-        if embed.get(key) is not None:
-            total += _check_child(embed[key], (*path, key), inner, limit, out)
-
-    fields = embed.get("fields")
-    if fields is not None:
-        if not isinstance(fields, list):
-            out.append(
-                LimitViolation(
-                    (*path, "fields"),
-                    "LIST_TYPE_CONVERT",
-                    "Only iterables may be used in a ListType",
-                )
-            )
-        else:
-            if len(fields) > EMBED_FIELDS_MAX_COUNT:
-                out.append(_too_long((*path, "fields"), EMBED_FIELDS_MAX_COUNT))
-            for j, fld in enumerate(fields):
-                fpath = (*path, "fields", j)
-                total += _check_child(fld, fpath, "name", EMBED_FIELD_NAME_MAX_CHARS, out)
-                if isinstance(fld, Mapping):  # a non-object field is reported once, above
-                    total += _check_child(fld, fpath, "value", EMBED_FIELD_VALUE_MAX_CHARS, out)
-    return total
-
-
-def _check_child(
-    obj: object,
-    path: tuple[str | int, ...],
-    key: str,
-    limit: int,
-    out: list[LimitViolation],
-) -> int:
-    """Validate the required string ``obj[key]`` of a nested object; return its length."""
-    if not isinstance(obj, Mapping):
-        out.append(
-            LimitViolation(path, "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType")
-        )
-        return 0
-    if obj.get(key) is None:
-        out.append(LimitViolation((*path, key), "BASE_TYPE_REQUIRED", "This field is required"))
-        return 0
-    return _check_str(obj[key], (*path, key), limit, out) or 0
-
-
 # --- rendering -------------------------------------------------------------------------------
 
 
@@ -296,6 +89,7 @@ class _Prepared:
     cont_title: str
     severity: Severity
     lines: tuple[str, ...]
+    keys: tuple[str | None, ...]
 
 
 @dataclass
@@ -304,6 +98,7 @@ class _Embed:
     severity: Severity
     lines: list[str] = field(default_factory=list)
     footer: str = ""
+    keys: set[str] = field(default_factory=set)
 
     def to_json(self) -> dict[str, Any]:
         embed: dict[str, Any] = {
@@ -331,6 +126,15 @@ def _one_line(text: str) -> str:
     return " ".join(text.splitlines())
 
 
+@dataclass(frozen=True)
+class RenderedMessage:
+    """One webhook payload, and the keys of the items it announces (shown, or counted in the
+    "not shown" summary)."""
+
+    payload: dict[str, Any]
+    keys: frozenset[str]
+
+
 def render_messages(
     sections: Sequence[AlertSection],
     *,
@@ -339,6 +143,21 @@ def render_messages(
     username: str = DEFAULT_USERNAME,
     max_messages: int = DEFAULT_MAX_MESSAGES,
 ) -> list[dict[str, Any]]:
+    """The payloads of :func:`render_batches`."""
+    rendered = render_batches(
+        sections, header=header, footer=footer, username=username, max_messages=max_messages
+    )
+    return [m.payload for m in rendered]
+
+
+def render_batches(
+    sections: Sequence[AlertSection],
+    *,
+    header: str,
+    footer: str = "",
+    username: str = DEFAULT_USERNAME,
+    max_messages: int = DEFAULT_MAX_MESSAGES,
+) -> list[RenderedMessage]:
     """Render alert sections into at most ``max_messages`` webhook payloads.
 
     One embed per section (continued as ``"<title> (cont.)"`` when it does not fit), the
@@ -383,7 +202,7 @@ def render_messages(
     # fallback, so drop the override instead.
     name_ok = bool(name) and not any(f in name.lower() for f in USERNAME_FORBIDDEN_SUBSTRINGS)
 
-    payloads: list[dict[str, Any]] = []
+    payloads: list[RenderedMessage] = []
     for index, embeds in enumerate(pages):
         payload: dict[str, Any] = {}
         if name_ok:
@@ -392,16 +211,21 @@ def render_messages(
         payload["embeds"] = [embed.to_json() for embed in embeds]
         # Alert text quotes symbols and user-supplied strings; never let it ping anyone.
         payload["allowed_mentions"] = {"parse": []}
-        payloads.append(payload)
+        payloads.append(RenderedMessage(payload, frozenset(k for e in embeds for k in e.keys)))
     return payloads
 
 
 def _prepare(sections: Sequence[AlertSection], budget: int) -> list[_Prepared]:
     prepared: list[_Prepared] = []
     for section in sections:
-        lines = [line for line in map(_one_line, section.lines) if line.strip()]
-        if not lines:
+        kept = [
+            (line, section.key_of(i))
+            for i, line in enumerate(map(_one_line, section.lines))
+            if line.strip()
+        ]
+        if not kept:
             continue
+        lines = [line for line, _ in kept]
         base = _one_line(section.title).strip() or UNTITLED_SECTION
         title = truncate(base, EMBED_TITLE_MAX_CHARS)
         cont_title = (
@@ -416,6 +240,7 @@ def _prepare(sections: Sequence[AlertSection], budget: int) -> list[_Prepared]:
                 cont_title=cont_title,
                 severity=section.severity,
                 lines=tuple(truncate(line, line_cap) for line in lines),
+                keys=tuple(key for _, key in kept),
             )
         )
     return prepared
@@ -443,6 +268,9 @@ def _pack_message(
             if description_len + added > room:
                 break
             embed.lines.append(line)
+            key = section.keys[line_index]
+            if key is not None:
+                embed.keys.add(key)
             description_len += added
             line_index += 1
         if not embed.lines:
@@ -462,11 +290,14 @@ def _summary_embed(prepared: Sequence[_Prepared], cursor: tuple[int, int]) -> _E
     """Describe everything from ``cursor`` onwards that did not make it into a message."""
     section_index, line_index = cursor
     omitted: list[tuple[_Prepared, int]] = []
+    keys: set[str] = set()
     for index in range(section_index, len(prepared)):
         section = prepared[index]
-        skipped = len(section.lines) - (line_index if index == section_index else 0)
+        first = line_index if index == section_index else 0
+        skipped = len(section.lines) - first
         if skipped:
             omitted.append((section, skipped))
+            keys.update(k for k in section.keys[first:] if k is not None)
 
     room = min(EMBED_DESCRIPTION_MAX_CHARS, _SUMMARY_RESERVE_CHARS - len(OVERFLOW_TITLE))
     lines: list[str] = []
@@ -488,4 +319,5 @@ def _summary_embed(prepared: Sequence[_Prepared], cursor: tuple[int, int]) -> _E
         used += len(line) + 1
 
     worst = max((section.severity for section, _ in omitted), key=_SEVERITY_RANK.__getitem__)
-    return _Embed(title=OVERFLOW_TITLE, severity=worst, lines=lines)
+    # Counted in the summary is announced: what it stands for is not owed again.
+    return _Embed(title=OVERFLOW_TITLE, severity=worst, lines=lines, keys=keys)

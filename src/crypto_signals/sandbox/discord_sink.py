@@ -4,7 +4,7 @@ Tests and the sandbox point the webhook client at :attr:`DiscordSink.webhook_url
 discord.com. The sink answers the way Discord's "Execute Webhook" endpoint does: 204 (or 200
 plus the created message with ``?wait=true``), 400 with Discord's JSON error bodies for
 invalid JSON or payloads over Discord's documented limits (the rules are shared with the
-renderer via :func:`crypto_signals.notifications.discord_render.find_violations`), 401/404 for
+renderer via :func:`crypto_signals.sandbox.discord_limits.find_violations`), 401/404 for
 a wrong token or an unknown route. Faults can be queued to script outages: arbitrary status
 codes, 429 rate limits with Discord's body and headers, and hangs.
 
@@ -27,11 +27,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from crypto_signals.notifications.discord_render import (
-    EMPTY_MESSAGE_CODE,
-    LimitViolation,
-    find_violations,
-)
+from crypto_signals.notifications.discord_render import EMPTY_MESSAGE_CODE
+from crypto_signals.sandbox.discord_limits import LimitViolation, find_violations
 from crypto_signals.sandbox.loopback import LoopbackService
 
 WEBHOOK_ID: Final = "1234567890"
@@ -60,10 +57,12 @@ class SinkFault:
     ``retry_after``). ``rate_limit``: Discord's 429 JSON body and ``X-RateLimit-*`` headers
     asking to wait ``retry_after`` seconds. ``hang``: read the request, then say nothing
     for ``seconds`` (60 when 0) or until the sink stops, and close the connection.
-    ``times`` is how many requests the fault applies to; ``None`` means until cleared.
+    ``pass``: answer normally (queued before another fault: "accept the first, refuse the
+    second"). ``times`` is how many requests the fault applies to; ``None`` means until
+    cleared.
     """
 
-    kind: Literal["status", "rate_limit", "hang"]
+    kind: Literal["status", "rate_limit", "hang", "pass"]
     status: int = 500
     retry_after: float = 0.2
     seconds: float = 0.0
@@ -265,7 +264,7 @@ def _make_handler(sink: DiscordSink) -> type[BaseHTTPRequestHandler]:
             body = parsed if isinstance(parsed, dict) else None
 
             fault = sink._next_fault()
-            if fault is not None:
+            if fault is not None and fault.kind != "pass":
                 if fault.kind == "hang":
                     sink._record(NO_ANSWER_STATUS, body, accepted=False)
                     sink._hang(fault.seconds)

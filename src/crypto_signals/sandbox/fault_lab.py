@@ -341,26 +341,24 @@ def _crash_between_heal_and_message(lab: Lab) -> None:
 def _breaker(lab: Lab) -> None:
     """More heals due than the limit: none is applied, later runs heal nothing, and only a
     forced run applies them (paper keys on the live collection look like this)."""
-    limit = {"RECONCILER_HEAL_LIMIT": "0"}
-    tripped = lab.run(**limit)
+    tripped = lab.run(RECONCILER_HEAL_LIMIT="0")
     assert tripped.heals_halted
     assert tripped.reconciled_count == 0
     for _ in range(2):  # the next scheduled runs: still halted, nothing healed
-        later = lab.run(**limit)
+        later = lab.run(RECONCILER_HEAL_LIMIT="0")
         assert later.heals_halted
         assert lab.doc(ZOMBIE)["status"] == "OPEN"
-    forced = lab.run(force=True, **limit)
+    forced = lab.run(force=True, RECONCILER_HEAL_LIMIT="0")
     assert not forced.heals_halted
     lab.notes.append(f"halted for {len(lab.reports) - 1} runs; --force healed it")
 
 
 def _breaker_concurrent(lab: Lab) -> None:
     """Two runs at once, both over the limit: one trips it (the other is skipped); none heals."""
-    limit = {"RECONCILER_HEAL_LIMIT": "0"}
-    lab.run_concurrently(2, **limit)
+    lab.run_concurrently(2, RECONCILER_HEAL_LIMIT="0")
     assert lab.doc(ZOMBIE)["status"] == "OPEN"
-    assert lab.run(**limit).heals_halted
-    lab.run(force=True, **limit)
+    assert lab.run(RECONCILER_HEAL_LIMIT="0").heals_halted
+    lab.run(force=True, RECONCILER_HEAL_LIMIT="0")
 
 
 def _repeat(lab: Lab) -> None:

@@ -1,0 +1,162 @@
+"""The shell's own decisions over in-memory ports and a hand-moved clock (no stand-ins)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from crypto_signals.domain.schemas import RunStatus
+from crypto_signals.domain.snapshots import (
+    BreakerState,
+    BrokerOrder,
+    BrokerPosition,
+    BrokerState,
+    ClosedOrders,
+)
+from crypto_signals.engine.policy import Policy
+from crypto_signals.engine.reconciler import StateReconciler
+from tests.engine.fakes import (
+    Clock,
+    FakeBroker,
+    MemoryAlerts,
+    MemoryBreaker,
+    MemoryLedger,
+    MemoryStore,
+    RecordingNotifier,
+    open_position,
+)
+
+ACCOUNT = "acct"
+
+
+def orphan_world() -> BrokerState:
+    return BrokerState(
+        ACCOUNT, (BrokerPosition("SOLUSD", Decimal(40), Decimal(6000), is_crypto=True),), ()
+    )
+
+
+def build(
+    clock: Clock,
+    broker: FakeBroker,
+    store: MemoryStore | None = None,
+    notifier: RecordingNotifier | None = None,
+    alerts: MemoryAlerts | None = None,
+    breaker: MemoryBreaker | None = None,
+    *,
+    heal_limit: int = 25,
+    realert_hours: float = 24,
+) -> StateReconciler:
+    return StateReconciler(
+        broker=broker,
+        store=store or MemoryStore({}),
+        notifier=notifier or RecordingNotifier(),
+        alert_store=alerts or MemoryAlerts(),
+        ledger=MemoryLedger(),
+        breaker=breaker or MemoryBreaker(),
+        policy=Policy(heal_limit=heal_limit),
+        realert_after=timedelta(hours=realert_hours),
+        clock=clock,
+    )
+
+
+def test_an_unchanged_finding_is_repeated_only_after_the_interval() -> None:
+    clock, notifier, alerts = Clock(), RecordingNotifier(), MemoryAlerts()
+    broker = FakeBroker(orphan_world())
+
+    def run() -> None:
+        build(clock, broker, notifier=notifier, alerts=alerts, realert_hours=24).reconcile()
+
+    run()
+    clock.advance(hours=23, minutes=59)
+    run()
+    assert len(notifier.batches) == 1
+    clock.advance(minutes=1)
+    run()
+    assert len(notifier.batches) == 2
+    assert notifier.batches[1].sections[0].title.startswith("Still unresolved")
+
+
+def test_a_refused_section_is_owed_and_an_accepted_one_is_not_sent_again() -> None:
+    clock, alerts = Clock(), MemoryAlerts()
+    t0 = clock.now - timedelta(hours=5)
+    store = MemoryStore({"gone": open_position("gone", "AVAX/USD", at=t0)})
+    broker = FakeBroker(orphan_world())
+    partial = RecordingNotifier(accept=1)  # orphans accepted, the unverified zombie refused
+
+    build(clock, broker, store, partial, alerts).reconcile()
+    assert [s.title.split(" ")[0] for s in partial.batches[0].sections] == ["Orphan", "Unverified"]
+
+    after = RecordingNotifier()
+    build(clock, broker, store, after, alerts).reconcile()
+    [batch] = after.batches
+    assert [s.title.split(" ")[0] for s in batch.sections] == ["Unverified"]
+    build(clock, broker, store, after, alerts).reconcile()
+    assert len(after.batches) == 1
+
+
+def test_a_tripped_breaker_is_remembered_and_announced_once() -> None:
+    clock, notifier, alerts, breaker = Clock(), RecordingNotifier(), MemoryAlerts(), MemoryBreaker()
+    t0 = clock.now - timedelta(hours=5)
+    store = MemoryStore({f"z{i}": open_position(f"z{i}", f"C{i}/USD", at=t0) for i in range(3)})
+    sells = tuple(
+        BrokerOrder(
+            f"s{i}",
+            None,
+            f"C{i}/USD",
+            "sell",
+            "filled",
+            Decimal(1),
+            Decimal(1),
+            Decimal(110),
+            t0 + timedelta(hours=1),
+            t0 + timedelta(hours=1),
+            None,
+        )
+        for i in range(3)
+    )
+    broker = FakeBroker(BrokerState(ACCOUNT, (), ()), ClosedOrders(sells))
+
+    first = build(clock, broker, store, notifier, alerts, breaker, heal_limit=2).reconcile()
+    clock.advance(hours=1)
+    second = build(clock, broker, store, notifier, alerts, breaker, heal_limit=5).reconcile()
+
+    assert (first.reconciled_count, second.reconciled_count) == (0, 0)
+    assert first.heals_halted
+    assert second.heals_halted
+    assert breaker.state == BreakerState(
+        True, first.timestamp, breaker.state.reason, first.run_id, 3, 2
+    )
+    breaker_lines = [line for line in notifier.lines() if "until the breaker is reset" in line]
+    assert len(breaker_lines) == 1
+    forced = build(clock, broker, store, notifier, alerts, breaker).reconcile(force=True)
+    assert forced.reconciled_count == 3
+    assert not breaker.state.tripped
+    assert any("Resolved" in s.title for s in notifier.batches[-1].sections)
+
+
+def test_a_dry_run_writes_nothing_anywhere() -> None:
+    clock, notifier, alerts, breaker = Clock(), RecordingNotifier(), MemoryAlerts(), MemoryBreaker()
+    t0 = clock.now - timedelta(hours=5)
+    store = MemoryStore({f"z{i}": open_position(f"z{i}", "BTC/USD", at=t0) for i in range(2)})
+    broker = FakeBroker(orphan_world())
+
+    report = build(clock, broker, store, notifier, alerts, breaker, heal_limit=0).reconcile(
+        dry_run=True
+    )
+
+    assert report.dry_run
+    assert report.heals_halted is False  # nothing due: two unverified zombies, no fills
+    assert notifier.batches == []
+    assert alerts.states == {}
+    assert store.writes == 0
+    assert not breaker.state.tripped
+
+
+def test_a_failed_broker_read_changes_nothing() -> None:
+    clock, notifier, alerts = Clock(), RecordingNotifier(), MemoryAlerts()
+    store = MemoryStore({"p": open_position("p", "BTC/USD", at=clock.now - timedelta(hours=5))})
+    report = build(clock, FakeBroker(orphan_world(), fail="HTTP 500"), store, notifier, alerts)
+    result = report.reconcile()
+    assert result.status is RunStatus.FAILED
+    assert store.writes == 0
+    assert result.zombies == []
