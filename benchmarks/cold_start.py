@@ -187,7 +187,8 @@ def main() -> int:
         sys.path.insert(0, str(ROOT))
     from datetime import UTC, datetime
 
-    from benchmarks.bench_reconcile import Stands, build_world, seed_broker
+    from benchmarks.reconcile.stands import Stands
+    from benchmarks.reconcile.world import build_world, seed_broker
 
     stands = Stands.start()
     try:
