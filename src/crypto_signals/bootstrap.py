@@ -13,8 +13,8 @@ from google.cloud import firestore
 from crypto_signals.broker.alpaca import AlpacaBroker
 from crypto_signals.config import Settings
 from crypto_signals.engine.reconciler import StateReconciler
-from crypto_signals.logging_setup import register_secrets
 from crypto_signals.notifications.discord import DiscordNotifier, DiscordWebhookClient
+from crypto_signals.redaction import register_secrets
 from crypto_signals.repository.firestore import FirestoreTimeouts, PositionRepository
 from crypto_signals.repository.ledger import LedgerStore
 from crypto_signals.repository.reconciler_state import (

@@ -2,9 +2,9 @@
 
 In JSON mode each line is one JSON object with ``severity``, ``message``, ``run_id`` and any
 ``extra`` fields (``event``, ``symbol``, ...); Cloud Logging turns it into ``jsonPayload`` and
-the log-based metrics in ``terraform/`` count on those fields. A redaction filter replaces any
-registered secret value with ``***`` in every record, as a second line behind code that never
-logs secrets in the first place.
+the log-based metrics in ``terraform/`` count on those fields. Every record passes the one
+secret redactor (:mod:`crypto_signals.redaction`), as a second line behind code that never logs
+secrets in the first place.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import contextvars
 import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from crypto_signals.redaction import FILTER, install_on_transport_loggers
+
 _run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_id", default=None)
-_SECRETS: set[str] = set()
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _SEVERITY = {
@@ -29,22 +30,6 @@ _SEVERITY = {
     logging.ERROR: "ERROR",
     logging.CRITICAL: "CRITICAL",
 }
-
-
-def register_secrets(values: Iterable[str | None]) -> None:
-    """Values that must never be written to a log line (API keys, the webhook URL and token)."""
-    for value in values:
-        if value and len(value) >= 6:
-            _SECRETS.add(value)
-            if "/api/webhooks/" in value:
-                _SECRETS.add(value.rstrip("/").rsplit("/", 1)[-1])
-
-
-def redact(text: str) -> str:
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, "***")
-    return text
 
 
 @contextmanager
@@ -59,9 +44,6 @@ def run_context(run_id: str) -> Iterator[None]:
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.run_id = getattr(record, "run_id", None) or _run_id.get()
-        if _SECRETS:
-            record.msg = redact(record.getMessage())
-            record.args = None
         return True
 
 
@@ -78,7 +60,7 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and key not in payload:
                 payload[key] = value
         if record.exc_info and record.exc_info[0] is not None:
-            payload["exception"] = redact(self.formatException(record.exc_info))
+            payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str)
 
 
@@ -88,7 +70,7 @@ class TextFormatter(logging.Formatter):
         prefix = f"{record.levelname:<7} [{run[:8]}] " if run else f"{record.levelname:<7} "
         text = prefix + record.getMessage()
         if record.exc_info and record.exc_info[0] is not None:
-            text += "\n" + redact(self.formatException(record.exc_info))
+            text += "\n" + self.formatException(record.exc_info)
         return text
 
 
@@ -102,7 +84,9 @@ def configure_logging(*, json_format: bool, level: str = "INFO") -> None:
     handler._crypto_signals = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if json_format else TextFormatter())
     handler.addFilter(_ContextFilter())
+    handler.addFilter(FILTER)
     root.addHandler(handler)
+    install_on_transport_loggers()
     root.setLevel(level.upper())
     # gRPC and urllib3 chatter is noise at INFO.
     for noisy in ("urllib3", "google", "grpc"):

@@ -10,15 +10,14 @@ keep the alert pending for the next run.
 The webhook URL is a credential (anyone holding it can post to the channel). It is kept in
 a redacting wrapper, never formatted into errors, log records or ``repr``; ``requests``
 exceptions, which embed the URL in their message, are reduced to their class name; and a
-log filter scrubs webhook paths from urllib3's own DEBUG/WARNING records.
+log filter (the one redactor, ``crypto_signals.redaction``) scrubs webhook paths from
+urllib3's own DEBUG/WARNING records.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,24 +28,23 @@ import requests
 
 from crypto_signals.engine.messages import AlertBatch, Delivery, DeliveryOutcome
 from crypto_signals.notifications.discord_render import DEFAULT_USERNAME, render_batches
+from crypto_signals.redaction import (
+    REDACTED,
+    install_on_transport_loggers,
+    redact,
+    register_secrets,
+)
 
-__all__ = ["DeliveryOutcome", "DeliveryResult", "DiscordNotifier", "DiscordWebhookClient"]
+__all__ = [
+    "REDACTED",
+    "DeliveryOutcome",
+    "DeliveryResult",
+    "DiscordNotifier",
+    "DiscordWebhookClient",
+]
 
 logger = logging.getLogger(__name__)
 
-REDACTED: Final = "[redacted]"
-# Loggers of urllib3 (used by requests) that format request URLs into their records.
-_URLLIB3_LOGGERS: Final = (
-    "urllib3",
-    "urllib3.connectionpool",
-    "urllib3.connection",
-    "urllib3.poolmanager",
-    "urllib3.response",
-    "urllib3.util.retry",
-)
-# ".../webhooks/<id>/<token>" as it appears in URLs, paths and reprs of requests/urllib3.
-_WEBHOOK_PATH = re.compile(r"(/webhooks/)[^/\s?#'\"<>]+/[^/\s?#'\"<>),]+")
-_MIN_REDACTED_SECRET_CHARS: Final = 8
 _MAX_ERROR_DETAILS: Final = 3
 _MAX_ERROR_CHARS: Final = 500
 
@@ -82,61 +80,6 @@ class _Secret:
     __str__ = __repr__
 
 
-class _RedactWebhookSecrets(logging.Filter):
-    """Scrub webhook paths and known webhook tokens from log records, in place.
-
-    Attached to urllib3's loggers, whose DEBUG records contain the request path
-    (``"POST /api/webhooks/<id>/<token>?wait=true HTTP/1.1" 204``).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-        self._secrets: set[str] = set()
-
-    def add_secret(self, secret: str) -> None:
-        with self._lock:
-            self._secrets.add(secret)
-
-    def redact(self, text: str) -> str:
-        text = _WEBHOOK_PATH.sub(rf"\1{REDACTED}", text)
-        with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        for secret in secrets:
-            text = text.replace(secret, REDACTED)
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken record must not break logging
-            return True
-        redacted = self.redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
-
-_redactor = _RedactWebhookSecrets()
-_install_lock = threading.Lock()
-
-
-def _install_log_redaction() -> None:
-    # Done when a client is built rather than at import, so importing has no side effects.
-    with _install_lock:
-        for name in _URLLIB3_LOGGERS:
-            target = logging.getLogger(name)
-            if _redactor not in target.filters:
-                target.addFilter(_redactor)
-
-
-def _webhook_token(url: str) -> str | None:
-    segments = urlsplit(url).path.rstrip("/").split("/")
-    token = segments[-1]
-    # Real tokens are ~68 characters; a short "token" would make redaction eat ordinary text.
-    return token if len(token) >= _MIN_REDACTED_SECRET_CHARS else None
-
-
 def _with_wait(url: str) -> str:
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "wait"]
@@ -167,10 +110,8 @@ class DiscordWebhookClient:
         self._url: _Secret | None = None
         if url:
             self._url = _Secret(_with_wait(url))
-            token = _webhook_token(url)
-            if token:
-                _redactor.add_secret(token)
-            _install_log_redaction()
+            register_secrets([url])  # the URL and its token
+            install_on_transport_loggers()
         self._timeout = timeout_seconds
         self._max_attempts = max_attempts
         self._max_retry_after = max_retry_after_seconds
@@ -214,9 +155,7 @@ class DiscordWebhookClient:
                 used, error = self._deliver_one(session, url, body, label)
                 attempts += used
                 if error is not None:
-                    return DeliveryResult(
-                        DeliveryOutcome.FAILED, sent, attempts, _redactor.redact(error)
-                    )
+                    return DeliveryResult(DeliveryOutcome.FAILED, sent, attempts, redact(error))
                 sent += 1
         finally:
             if self._session is None:
@@ -281,7 +220,7 @@ class DiscordWebhookClient:
                 attempt,
                 self._max_attempts,
                 label,
-                _redactor.redact(error),
+                redact(error),
             )
             if delay is None:
                 return attempt, f"{label} rejected: {error}"
