@@ -8,7 +8,7 @@ the same broker history.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import pytest
@@ -22,13 +22,15 @@ from crypto_signals.domain.snapshots import (
     BrokerState,
     ClosedOrders,
     ClosedPosition,
+    ExpectedEntry,
     Ledger,
     Posting,
     StoreState,
 )
 from crypto_signals.engine.alerts import decide_alerts, delivered
-from crypto_signals.engine.findings import findings_of
+from crypto_signals.engine.findings import blocked_line, findings_of
 from crypto_signals.engine.plan import (
+    BlockReason,
     DriftKind,
     Evidence,
     Plan,
@@ -44,6 +46,7 @@ from tests.core.builders import (
     at,
     bpos,
     canceled_after_partial,
+    ended,
     fill,
     leg,
     pos,
@@ -476,3 +479,34 @@ def test_drift_names_the_positions_and_fills_that_would_explain_it() -> None:
     assert drift.kind is DriftKind.EVIDENCE_DOES_NOT_ADD_UP
     assert drift.position_ids == ("old",)
     assert [(pid, a.order_id, a.qty) for pid, a in drift.allocations] == [("old", "m", Decimal(1))]
+
+
+# ---- issue 10: a listing that lacks known entry orders; old candidates looked up ----------
+
+
+def test_a_listing_that_lacks_a_known_entry_order_heals_nothing() -> None:
+    world = World((pos("p1"),), orders=(fill("s", "sell", "1", "120", at(60)),))
+    missing = (ExpectedEntry("p1", frozenset({"e1"}), "BTC/USD"),)
+    plan = plan_reconciliation(
+        StoreState(world.positions),
+        BrokerState(ACCOUNT, (), ()),
+        ClosedOrders(world.orders, missing=missing),
+        Policy(),
+        NOW,
+    )
+    assert plan.heals == ()
+    [block] = plan.blocked
+    assert block.reason is BlockReason.LISTING_INCONSISTENT
+    assert block.position_ids == ("p1",)
+    assert "inconsistent" in blocked_line(block)
+
+
+def test_a_looked_up_entry_that_never_filled_heals_even_when_the_listing_was_cut() -> None:
+    entry = ended("e1", "canceled", ended_at=at(30), client_order_id="p1")
+    cut = ClosedOrders((entry,), complete=False)
+    store = StoreState((pos("p1", alpaca_order_id="e1", filled=None),))
+    broker = BrokerState(ACCOUNT, (), ())
+    assert plan_reconciliation(store, broker, cut, Policy(), NOW).heals == ()
+    looked = replace(cut, looked_up=frozenset({"p1"}))
+    [heal] = plan_reconciliation(store, broker, looked, Policy(), NOW).heals
+    assert heal.evidence is Evidence.ENTRY_NEVER_FILLED

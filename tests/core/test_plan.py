@@ -25,6 +25,7 @@ from crypto_signals.domain.snapshots import (
     ClosedOrders,
     ClosedPosition,
     EvidenceQuery,
+    ExpectedEntry,
     Ledger,
     StoreState,
 )
@@ -819,14 +820,42 @@ QUERY_CASES = [
         broker=(bpos("BTCUSD", "0.00001", "0.5"),),
     ),
     qrow(
-        "no timestamps at all: now - max_order_history",
-        (pos("p1", created=None, filled=None),),
-        EvidenceQuery(symbols=("BTC/USD",), after=NOW - timedelta(days=30)),
+        "no timestamps at all: no listing, a look-up of its own orders",
+        (pos("p1", created=None, filled=None, alpaca_order_id="e1", sl="sl1"),),
+        EvidenceQuery(
+            symbols=(),
+            after=NOW - timedelta(days=7),
+            lookup_positions=("p1",),
+            lookup_order_ids=("e1", "sl1"),
+        ),
     ),
     qrow(
         "positions without timestamps do not pull `after` back",
         (pos("p1", created=None, filled=None), pos("p2", "ETH/USD", created=at(120), filled=None)),
-        EvidenceQuery(symbols=("BTC/USD", "ETH/USD"), after=at(60)),
+        EvidenceQuery(symbols=("ETH/USD",), after=at(60), lookup_positions=("p1",)),
+    ),
+    qrow(
+        "a zombie from 40 days ago does not drag the listing back: it is looked up",
+        (
+            pos("old", created=NOW - timedelta(days=40), filled=None, alpaca_order_id="e-old"),
+            pos("new", "ETH/USD", created=at(120), filled=None, alpaca_order_id="e-new"),
+        ),
+        EvidenceQuery(
+            symbols=("ETH/USD",),
+            after=at(60),
+            expected=(ExpectedEntry("new", frozenset({"e-new"}), "ETH/USD"),),
+            lookup_positions=("old",),
+            lookup_order_ids=("e-old",),
+        ),
+    ),
+    qrow(
+        "the listing must contain the fresh candidates' entry orders (the self-check)",
+        (pos("p1", alpaca_order_id="e1", entry_order_id="e1b"),),
+        EvidenceQuery(
+            symbols=("BTC/USD",),
+            after=at(-60),
+            expected=(ExpectedEntry("p1", frozenset({"e1", "e1b"}), "BTC/USD"),),
+        ),
     ),
     qrow(
         "young and THEORETICAL positions are not candidates",
@@ -850,6 +879,24 @@ def test_evidence_query(
 ) -> None:
     state = BrokerState(ACCOUNT, broker, open_orders)
     assert evidence_query(StoreState(positions), state, policy, NOW) == expected
+
+
+def test_old_candidates_are_looked_up_a_few_per_run_in_turn() -> None:
+    """Old zombies are rechecked by look-ups, at most ``old_lookups_per_run`` per run, the next
+    ones in the next schedule period, so each is rechecked every few runs."""
+    old = tuple(pos(f"o{i}", created=NOW - timedelta(days=60), filled=None) for i in range(7))
+    policy = Policy(old_lookups_per_run=3)
+    state = BrokerState(ACCOUNT, (), ())
+    seen: list[tuple[str, ...]] = []
+    for run_index in range(3):
+        when = NOW + run_index * policy.rotation_period
+        query = evidence_query(StoreState(old), state, policy, when)
+        assert query is not None
+        assert query.symbols == ()
+        assert len(query.lookup_positions) == 3
+        seen.append(query.lookup_positions)
+    assert {p for batch in seen for p in batch} == {f"o{i}" for i in range(7)}
+    assert seen[0] != seen[1]
 
 
 def test_evidence_query_covers_what_the_plan_heals_with() -> None:

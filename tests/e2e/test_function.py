@@ -34,7 +34,7 @@ from google.cloud import firestore
 from crypto_signals.sandbox.alpaca_sim import AlpacaSimulator, Fault
 from crypto_signals.sandbox.discord_sink import DiscordSink
 from crypto_signals.sandbox.firestore_emulator import free_port
-from crypto_signals.sandbox.scenarios import World, entry_order_id, position_doc
+from crypto_signals.sandbox.scenarios import World, position_doc
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_SOURCE = ROOT / "functions" / "main.py"
@@ -96,15 +96,6 @@ def seed_zombie(world: World, now: datetime) -> str:
         position_doc(
             ZOMBIE_ID, "ETH/USD", 2.0, 3000.0, created_at=opened, account_id=sim.account_id
         )
-    )
-    sim.add_fill(
-        "ETH/USD",
-        "buy",
-        "2",
-        price="3000",
-        at=opened,
-        id=entry_order_id(ZOMBIE_ID),
-        client_order_id=ZOMBIE_ID,
     )
     sim.add_fill("ETH/USD", "sell", "2", price=str(EXIT_PRICE), at=closed)
     return ZOMBIE_ID

@@ -105,7 +105,8 @@ def test_3_bracket_legs_keep_their_parent_without_stored_leg_ids(
             pid, "BTC/USD", 1.0, 100.0, created_at=now - (5 if pid == "a" else 4) * H
         )
         doc.update(alpaca_order_id=entry["id"], entry_order_id=entry["id"])
-        world.position(doc)  # tp_order_id / sl_order_id are null, as the contract allows
+        # tp_order_id / sl_order_id are null, as the contract allows; the entry is seeded above.
+        world.position(doc, entry=False)
 
     report = make_reconciler().reconcile()
 
@@ -138,13 +139,10 @@ def test_5_the_rest_of_a_sell_heals_a_position_deferred_in_an_earlier_run(
 ) -> None:
     world.position(position_doc("old", "SOL/USD", 1.0, 100.0, created_at=now - 5 * H))
     # Its document is young (written late by the signal job), its fill is not.
-    world.position(
-        position_doc(
-            "late", "SOL/USD", 1.0, 110.0, created_at=now - timedelta(minutes=1), filled=False
-        )
-    )
+    late = position_doc("late", "SOL/USD", 1.0, 110.0, created_at=now - timedelta(minutes=1))
+    late["filled_at"] = now - 4 * H
+    world.position(late)
     sell = world.sim.add_fill("SOL/USD", "sell", "2", price="120", at=now - H)
-    db.collection("test_positions").document("late").update({"filled_at": now - 4 * H})
 
     first = make_reconciler().reconcile()
     assert [h.position_id for h in first.healed] == ["old"]
@@ -164,9 +162,6 @@ def test_6_a_position_closed_by_hand_heals_after_the_bot_re_entered_the_symbol(
     world.position(position_doc("old", "BTC/USD", 0.3, 60000.0, created_at=now - 6 * H))
     manual = world.sim.add_fill("BTC/USD", "sell", "0.3", price="63000", at=now - 4 * H)
     world.position(position_doc("new", "BTC/USD", 0.2, 64000.0, created_at=now - 2 * H))
-    world.sim.add_fill(
-        "BTC/USD", "buy", "0.2", price="64000", at=now - 2 * H, client_order_id="new"
-    )
     world.sim.add_position("BTC/USD", "0.2", avg_entry_price="64000", current_price="64000")
 
     report = make_reconciler().reconcile()

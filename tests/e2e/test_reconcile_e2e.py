@@ -75,7 +75,9 @@ def test_demo_scenario(
     assert eth.realized_pnl_pct == pytest.approx(300.5 / 6000 * 100)
     assert healed["sig-ltc-001"].exit_fill_price is None
     assert healed["sig-ltc-001"].realized_pnl_usd == 0
-    assert report.stats.broker_calls == 4  # account, positions, open orders, closed orders
+    # account, positions, open orders (one empty page), closed orders (a page and the empty
+    # page that proves the listing complete)
+    assert report.stats.broker_calls == 5
     assert report.stats.dust_positions == 1
     assert report.stats.notifications_sent == 1
 

@@ -22,6 +22,7 @@ from crypto_signals.domain.snapshots import (
     EvidenceQuery,
     Posting,
     StoreState,
+    SymbolForm,
 )
 from crypto_signals.engine.alerts import AlertState
 from crypto_signals.engine.messages import AlertBatch, Delivery, DeliveryOutcome
@@ -59,10 +60,28 @@ class FakeBroker:
         return self.state
 
     def fetch_closed_orders(
-        self, query: EvidenceQuery, *, deadline: float | None = None
+        self,
+        query: EvidenceQuery,
+        *,
+        deadline: float | None = None,
+        symbol_form: SymbolForm = "slash",
     ) -> ClosedOrders:
         self.call_count += 1
         return self.closed
+
+    def fetch_orders(
+        self,
+        order_ids: Sequence[str],
+        client_order_ids: Sequence[str],
+        *,
+        deadline: float | None = None,
+    ) -> ClosedOrders:
+        self.call_count += 1
+        wanted = set(order_ids)
+        clients = set(client_order_ids)
+        return ClosedOrders(
+            tuple(o for o in self.closed.orders if o.id in wanted or o.client_order_id in clients)
+        )
 
 
 @dataclass

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from crypto_signals.broker.alpaca_sdk import GetOrdersRequest, QueryOrderStatus, Sort, TradingClient
 from crypto_signals.broker.alpaca_transport import AlpacaTransport, build_trading_client
@@ -31,6 +32,7 @@ from crypto_signals.domain.snapshots import (
     BrokerState,
     ClosedOrders,
     EvidenceQuery,
+    SymbolForm,
     UnreadableItem,
 )
 from crypto_signals.domain.symbols import symbol_key
@@ -44,14 +46,29 @@ PAGE_LIMIT = 500  # Alpaca's maximum page size for GET /v2/orders
 MAX_SYMBOL_FILTER = 50
 DEFAULT_MAX_PAGES = 40
 
-SymbolForm = Literal["slash", "compact", "none"]
-"""How ``fetch_closed_orders`` sends the ``symbols`` filter.
+# Statuses of orders that may still fill (GET /v2/orders?status=open returns these).
+OPEN_STATUSES = frozenset(
+    {
+        "new",
+        "accepted",
+        "pending_new",
+        "partially_filled",
+        "accepted_for_bidding",
+        "pending_cancel",
+        "pending_replace",
+        "pending_review",
+        "calculated",
+        "stopped",
+        "suspended",
+        "held",
+    }
+)
 
-``"slash"``: the symbols as the query holds them (Firestore's form: ``BTC/USD``, ``AAPL``), what
-the adapter has always sent; ``"compact"``: without the slash (``BTCUSD``, the form the spec's
-text gives as the example); ``"none"``: no filter at all (every closed order since ``after``,
-filtered here; costs more pages). Equity symbols are the same in both forms.
-"""
+# How ``fetch_closed_orders`` sends the ``symbols`` filter (``SymbolForm``): "slash", the
+# symbols as the query holds them (Firestore's form: BTC/USD, AAPL), what the adapter has always
+# sent; "compact", without the slash (BTCUSD, the form the spec's text gives as the example);
+# "none", no filter at all (every closed order since ``after``, filtered here; more pages).
+# Equity symbols are the same in both forms.
 
 
 class AlpacaBroker:
@@ -193,6 +210,42 @@ class AlpacaBroker:
             unreadable=tuple(u for u in listing.unreadable if u.key is None or u.key in wanted),
         )
 
+    def fetch_orders(
+        self,
+        order_ids: Sequence[str],
+        client_order_ids: Sequence[str],
+        *,
+        deadline: float | None = None,
+    ) -> ClosedOrders:
+        """Targeted look-ups of known orders, legs flattened: ``GET /v2/orders/{id}`` (nested)
+        for each id and ``GET /v2/orders:by_client_order_id`` for each client order id.
+
+        A 404 means the broker has no such order (an answer, not a failure); any other failure
+        raises :class:`BrokerUnavailable`, as a listing would. Only orders that are no longer
+        open are returned: an order still working is not evidence of anything yet.
+        """
+        found: dict[str, BrokerOrder] = {}
+        unreadable: list[UnreadableItem] = []
+        calls = [(f"/orders/{i}", {"nested": "true"}, "GET /v2/orders/{id}") for i in order_ids]
+        calls += [
+            (
+                "/orders:by_client_order_id",
+                {"client_order_id": c},
+                "GET /v2/orders:by_client_order_id",
+            )
+            for c in client_order_ids
+        ]
+        for path, params, endpoint in calls:
+            payload = self._get(path, params, endpoint=endpoint, deadline=deadline, missing_ok=True)
+            if payload is None:
+                continue
+            parsed = parse_order_item(endpoint, payload)
+            for order in parsed.orders:
+                if order.status not in OPEN_STATUSES:
+                    found.setdefault(order.id, order)
+            unreadable += parsed.unreadable
+        return ClosedOrders(tuple(found.values()), True, tuple(unreadable))
+
     # -- listing ----------------------------------------------------------------------------
 
     def _list_orders(
@@ -259,11 +312,19 @@ class AlpacaBroker:
         return _Listing.partial(orders, unreadable, f"more than {self._max_pages} pages")
 
     def _get(
-        self, path: str, params: dict[str, Any] | None, *, endpoint: str, deadline: float | None
+        self,
+        path: str,
+        params: dict[str, Any] | None,
+        *,
+        endpoint: str,
+        deadline: float | None,
+        missing_ok: bool = False,
     ) -> Any:
         with self._lock:
             self.call_count += 1
-        return self._transport.get(path, params, endpoint=endpoint, deadline=deadline)
+        return self._transport.get(
+            path, params, endpoint=endpoint, deadline=deadline, missing_ok=missing_ok
+        )
 
 
 @dataclass(frozen=True)

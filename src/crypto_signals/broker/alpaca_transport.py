@@ -37,7 +37,7 @@ import requests
 
 from crypto_signals.broker.alpaca_sdk import APIError, TradingClient
 from crypto_signals.broker.http import DeadlineExceeded, TimeoutSession
-from crypto_signals.engine.ports import BrokerUnavailable
+from crypto_signals.engine.ports import BrokerDeadline, BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -98,36 +98,38 @@ class AlpacaTransport:
         *,
         endpoint: str,
         deadline: float | None,
+        missing_ok: bool = False,
     ) -> Any:
-        """The decoded JSON body of ``GET /v2{path}``."""
+        """The decoded JSON body of ``GET /v2{path}``; ``None`` for a 404 when ``missing_ok``
+        (a look-up of an order that does not exist: an answer, not a failure)."""
         waits = 0
         while True:
             try:
                 return self._get_once(path, params, deadline)
             except DeadlineExceeded:
-                raise BrokerUnavailable(
+                raise BrokerDeadline(
                     f"{endpoint}: the run's deadline passed before the call"
                 ) from None
             except APIError as exc:
+                if exc.status_code == 404 and missing_ok:
+                    return None
                 if exc.status_code != 429:
                     raise BrokerUnavailable(f"{endpoint}: {describe_api_error(exc)}") from None
                 with self._lock:
                     self.rate_limited += 1
                 wait = rate_limit_wait(_headers(exc), now=time.time())
-                reason = _give_up(wait, waits, self._rate_limit_waits, deadline)
-                if reason is not None:
-                    raise BrokerUnavailable(
-                        f"{endpoint}: HTTP 429: rate limit exceeded; {reason}"
-                    ) from None
+                verdict = _give_up(wait, waits, self._rate_limit_waits, deadline)
+                if verdict is not None:
+                    reason, past_deadline = verdict
+                    kind = BrokerDeadline if past_deadline else BrokerUnavailable
+                    raise kind(f"{endpoint}: HTTP 429: rate limit exceeded; {reason}") from None
                 log.warning("%s: rate limited; waiting %.1f s for the reset", endpoint, wait)
                 self._sleep(wait)
                 waits += 1
             except requests.exceptions.Timeout:
                 if deadline is not None and time.monotonic() >= deadline - _DEADLINE_SLACK:
                     # The call's timeout was cut to the deadline, and the deadline came.
-                    raise BrokerUnavailable(
-                        f"{endpoint}: timed out at the run's deadline"
-                    ) from None
+                    raise BrokerDeadline(f"{endpoint}: timed out at the run's deadline") from None
                 raise BrokerUnavailable(f"{endpoint}: timed out") from None
             except (requests.exceptions.JSONDecodeError, json.JSONDecodeError):
                 raise BrokerUnavailable(f"{endpoint}: malformed response (not JSON)") from None
@@ -163,14 +165,20 @@ def rate_limit_wait(headers: Mapping[str, str], *, now: float) -> float:
     return max(max(waits), MIN_RATE_LIMIT_WAIT_SECONDS)
 
 
-def _give_up(wait: float, waits: int, allowed: int, deadline: float | None) -> str | None:
+def _give_up(
+    wait: float, waits: int, allowed: int, deadline: float | None
+) -> tuple[str, bool] | None:
+    """None to wait and retry; else why not, and whether the run's deadline is the reason."""
     if waits >= allowed:
-        return f"still limited after {waits} wait(s) for the reset"
+        return f"still limited after {waits} wait(s) for the reset", False
     if wait > MAX_RATE_LIMIT_WAIT_SECONDS:
-        return f"the limit resets in {wait:.0f} s, more than a minute away"
+        return f"the limit resets in {wait:.0f} s, more than a minute away", False
     if deadline is not None and time.monotonic() + wait >= deadline:
         left = max(deadline - time.monotonic(), 0.0)
-        return f"the limit resets in {wait:.1f} s, after the run's deadline ({left:.1f} s left)"
+        reason = f"the limit resets in {wait:.1f} s, after the run's deadline ({left:.1f} s left)"
+        return reason, True
+    return None
+
     return None
 
 

@@ -17,6 +17,9 @@ from crypto_signals.domain.schemas import Position
 from crypto_signals.domain.symbols import display_symbol, symbol_key
 
 OrderSide = Literal["buy", "sell"]
+# How the closed-orders listing filters by symbol: crypto pairs as sent (BTC/USD), compact
+# (BTCUSD), or not at all (filtered here). Used to re-list when a listing looks inconsistent.
+SymbolForm = Literal["slash", "compact", "none"]
 
 # Final statuses; with filled_qty == 0 they prove the order never filled. ("done_for_day" is
 # not final: the order resumes next session.)
@@ -168,14 +171,37 @@ class ClosedOrders:
     orders: tuple[BrokerOrder, ...]
     complete: bool = True
     unreadable: tuple[UnreadableItem, ...] = ()
+    # Positions whose own orders were looked up one by one: their evidence is complete.
+    looked_up: frozenset[str] = frozenset()
+    # Entry orders the listing should have held and did not, listed every way there is: the
+    # broker's listing is inconsistent and no heal may rest on it.
+    missing: tuple[ExpectedEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExpectedEntry:
+    """An entry order the listing must contain: a fresh candidate's (by id or client id)."""
+
+    position_id: str
+    order_ids: frozenset[str]
+    symbol: str
 
 
 @dataclass(frozen=True)
 class EvidenceQuery:
-    """The one closed-orders listing the core needs: which symbols, since when."""
+    """The evidence the core needs: one closed-orders listing (which symbols, since when) for
+    the fresh candidates, and targeted look-ups of a few old candidates' own orders.
+
+    ``symbols`` empty means no listing (only look-ups). ``expected`` are the entry orders the
+    listing must contain (the self-check); ``lookup_positions`` the old candidates whose orders
+    are looked up one by one (``lookup_order_ids`` by id, their ids as client order ids).
+    """
 
     symbols: tuple[str, ...]
     after: datetime
+    expected: tuple[ExpectedEntry, ...] = ()
+    lookup_positions: tuple[str, ...] = ()
+    lookup_order_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

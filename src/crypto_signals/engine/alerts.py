@@ -3,6 +3,8 @@
 A finding (an orphan on a symbol, an unverified zombie, drift on a symbol, a refused heal) is
 announced once; again only when it changes (its fingerprint: quantity, side, reason) or when
 the re-alert interval has passed; and a short "resolved" notice goes out when it disappears.
+A finding a person acknowledged (``crypto-signals ack``) gets no reminder until it changes,
+is resolved, or the acknowledgement expires; a change clears the acknowledgement.
 
 Delivery is at-least-once through an outbox: the shell first writes the states returned here,
 each carrying the notice it still owes (``pending``); it clears ``pending`` only after Discord
@@ -46,6 +48,7 @@ class Finding:
     key: str  # symbol key or position id
     fingerprint: str  # what makes it "the same" finding: quantity, side, reason
     line: str  # what a person reads
+    subject: str = ""  # what it is about, as people write it (BTC/USD, a position id)
 
     @property
     def finding_id(self) -> str:
@@ -64,6 +67,23 @@ class AlertState:
     last_alerted_at: datetime | None = None
     pending: Notice | None = None
     identity_version: int = IDENTITY_VERSION
+    subject: str = ""
+    acknowledgement: Acknowledgement | None = None
+
+    def acknowledged(self, now: datetime) -> bool:
+        ack = self.acknowledgement
+        return ack is not None and (ack.until is None or now < ack.until)
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """A person said they know: no reminder until the finding changes, is resolved, or
+    ``until`` passes (``None``: until it changes or is resolved)."""
+
+    by: str
+    reason: str
+    at: datetime
+    until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +124,7 @@ def decide_alerts(
                 fingerprint=finding.fingerprint,
                 line=finding.line,
                 identity_version=IDENTITY_VERSION,
+                subject=finding.subject or state.subject,
             )
             writes.append(adopted)
             result[fid] = adopted
@@ -113,12 +134,15 @@ def decide_alerts(
             notice = Notice.NEW if state.pending is Notice.NEW else Notice.CHANGED
         elif state.pending is not None and state.pending is not Notice.RESOLVED:
             notice = state.pending  # still owed from an earlier run
+        elif state.acknowledged(now):
+            notice = None  # a person knows and said so
         elif state.last_alerted_at is None or now - state.last_alerted_at >= realert_after:
             notice = Notice.REMINDER
         else:
             notice = None
         if notice is None:
             continue  # already announced and not due: no write, no message
+        changed = state is not None and state.fingerprint != finding.fingerprint
         updated = AlertState(
             finding_id=fid,
             kind=finding.kind,
@@ -129,6 +153,11 @@ def decide_alerts(
             first_seen_at=state.first_seen_at if state and state.active else now,
             last_alerted_at=state.last_alerted_at if state else None,
             pending=notice,
+            subject=finding.subject or (state.subject if state else ""),
+            # A change is news again: the acknowledgement was for what it was before.
+            acknowledgement=None
+            if changed or state is None or not state.active
+            else state.acknowledgement,
         )
         writes.append(updated)
         result[fid] = updated
@@ -140,7 +169,12 @@ def decide_alerts(
             # Its NEW notice never went out (this episode): nobody knows of it, so no
             # "resolved" either. A pending CHANGED means the NEW was delivered: resolve it.
             owed_new = state.pending is Notice.NEW
-            resolved = replace(state, active=False, pending=None if owed_new else Notice.RESOLVED)
+            resolved = replace(
+                state,
+                active=False,
+                pending=None if owed_new else Notice.RESOLVED,
+                acknowledgement=None,
+            )
             writes.append(resolved)
             result[fid] = resolved
 

@@ -16,6 +16,7 @@ from crypto_signals.engine.messages import AlertSection, Severity
 from crypto_signals.engine.plan import (
     AlertOrphan,
     Allocation,
+    BlockReason,
     BlockSymbol,
     DriftKind,
     Halted,
@@ -145,6 +146,14 @@ def breaker_line(halted: Halted) -> str:
 
 def blocked_line(b: BlockSymbol) -> str:
     where = "every symbol" if b.symbol == "*" else b.symbol
+    if b.reason is BlockReason.LISTING_INCONSISTENT:
+        entries = ", ".join(f"{m.position_id} ({m.symbol})" for m in b.missing[:5])
+        more = f" and {len(b.missing) - 5} more" if len(b.missing) > 5 else ""
+        return (
+            f"no heal on {where} this run: the broker's order listing is inconsistent: it lacks "
+            f"the entry orders of {entries}{more}, listed with the symbols as BTC/USD, as BTCUSD "
+            "and unfiltered; check the Alpaca API status before healing by hand"
+        )
     items = "; ".join(
         f"{i.endpoint} item {i.item_id or '?'}"
         + (f" ({i.symbol})" if i.symbol else "")
@@ -161,26 +170,48 @@ def findings_of(plan: Plan) -> list[Finding]:
     out: list[Finding] = []
     for o in plan.orphans:
         fingerprint = f"{o.side}:{fmt_qty(o.qty)}"
-        out.append(Finding(FindingKind.ORPHAN, symbol_key(o.symbol), fingerprint, orphan_line(o)))
+        out.append(
+            Finding(FindingKind.ORPHAN, symbol_key(o.symbol), fingerprint, orphan_line(o), o.symbol)
+        )
     for u in plan.unverified:
         out.append(
             Finding(
-                FindingKind.UNVERIFIED_ZOMBIE, u.position_id, u.reason.value, unverified_line(u)
+                FindingKind.UNVERIFIED_ZOMBIE,
+                u.position_id,
+                u.reason.value,
+                unverified_line(u),
+                u.position_id,
             )
         )
     for d in plan.drift:
         fingerprint = f"{fmt_qty(d.db_qty)}:{fmt_qty(d.broker_qty)}"
-        out.append(Finding(FindingKind.DRIFT, symbol_key(d.symbol), fingerprint, drift_line(d)))
+        out.append(
+            Finding(FindingKind.DRIFT, symbol_key(d.symbol), fingerprint, drift_line(d), d.symbol)
+        )
     for r in plan.refused:
         out.append(
-            Finding(FindingKind.REFUSED_HEAL, r.heal.position_id, r.reason.value, refused_line(r))
+            Finding(
+                FindingKind.REFUSED_HEAL,
+                r.heal.position_id,
+                r.reason.value,
+                refused_line(r),
+                r.heal.position_id,
+            )
         )
     if plan.halted is not None:
         # One finding for as long as heals are halted: announced when it trips, resolved when
         # it is reset.
-        out.append(Finding(FindingKind.BREAKER, "heals", "tripped", breaker_line(plan.halted)))
+        out.append(
+            Finding(FindingKind.BREAKER, "heals", "tripped", breaker_line(plan.halted), "heals")
+        )
     for b in plan.blocked:
-        fingerprint = ",".join(sorted(i.item_id or "?" for i in b.items))
+        fingerprint = (
+            b.reason.value
+            + ":"
+            + ",".join(
+                sorted([i.item_id or "?" for i in b.items] + [m.position_id for m in b.missing])
+            )
+        )
         out.append(
             Finding(
                 FindingKind.UNREADABLE_BROKER_ITEM,

@@ -26,6 +26,13 @@ class Policy:
     order_lookback: timedelta = timedelta(hours=1)
     # When no candidate has any timestamp, search this far back.
     max_order_history: timedelta = timedelta(days=30)
+    # The shared listing covers candidates whose entry is this recent ("fresh"); older ones do
+    # not drag it back (40 days of orders every run), they are rechecked by targeted look-ups
+    # of their own orders, this many per run, in turn.
+    evidence_horizon: timedelta = timedelta(days=7)
+    old_lookups_per_run: int = 5
+    # The schedule's period: which old candidates a run looks up rotates with it.
+    rotation_period: timedelta = timedelta(minutes=15)
 
     def qty_close(self, a: Decimal, b: Decimal) -> bool:
         scale = max(abs(a), abs(b))

@@ -20,6 +20,7 @@ from crypto_signals.domain.snapshots import (
     EvidenceQuery,
     Posting,
     StoreState,
+    SymbolForm,
 )
 from crypto_signals.engine.alerts import AlertState
 from crypto_signals.engine.messages import AlertBatch, Delivery
@@ -38,6 +39,11 @@ class BrokerUnavailable(Exception):
     """The broker could not be read completely: the run must not decide anything from it."""
 
 
+class BrokerDeadline(BrokerUnavailable):
+    """The broker could not be read before the run's deadline (a slow answer, a rate limit
+    that resets too late): the run stops before writing anything, its lease may be gone."""
+
+
 class StoreUnavailable(Exception):
     """Firestore could not be read or written as a whole (not a single-document conflict)."""
 
@@ -51,7 +57,19 @@ class Broker(Protocol):
     def fetch_state(self, *, deadline: float | None = None) -> BrokerState: ...
 
     def fetch_closed_orders(
-        self, query: EvidenceQuery, *, deadline: float | None = None
+        self,
+        query: EvidenceQuery,
+        *,
+        deadline: float | None = None,
+        symbol_form: SymbolForm = "slash",
+    ) -> ClosedOrders: ...
+
+    def fetch_orders(
+        self,
+        order_ids: Sequence[str],
+        client_order_ids: Sequence[str],
+        *,
+        deadline: float | None = None,
     ) -> ClosedOrders: ...
 
 

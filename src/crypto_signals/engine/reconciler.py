@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -44,10 +44,15 @@ from crypto_signals.domain.schemas import (
 )
 from crypto_signals.domain.snapshots import (
     BreakerState,
+    BrokerState,
     ClosedOrders,
+    EvidenceQuery,
+    ExpectedEntry,
     Issue,
     IssueKind,
     Ledger,
+    StoreState,
+    SymbolForm,
 )
 from crypto_signals.engine import findings as words
 from crypto_signals.engine.alerts import Finding, FindingKind, decide_alerts
@@ -66,6 +71,7 @@ from crypto_signals.engine.ports import (
     AnnouncingStore,
     Breaker,
     Broker,
+    BrokerDeadline,
     BrokerUnavailable,
     HealOutcome,
     Lease,
@@ -195,7 +201,7 @@ class StateReconciler:
                 status = self._status(run, plan)
                 return self._finish(run, t0, status, plan, record=not dry_run)
             except (BrokerUnavailable, StoreUnavailable) as exc:
-                if isinstance(exc, RunDeadlineExceeded):
+                if isinstance(exc, RunDeadlineExceeded | BrokerDeadline):
                     kind = IssueKind.RUN_DEADLINE
                 elif isinstance(exc, BrokerUnavailable):
                     kind = IssueKind.BROKER_UNAVAILABLE
@@ -244,19 +250,7 @@ class StateReconciler:
             ),
             name="reconcile-read",
         )
-        query = evidence_query(store_state, broker_state, self._policy, run.started)
-        closed = ClosedOrders(())
-        ledger = Ledger()
-        if query:
-            closed_positions, closed = _both(
-                lambda: self._store.get_closed_positions(query.after),
-                lambda: self._broker.fetch_closed_orders(query, deadline=deadline),
-                name="reconcile-evidence",
-            )
-            # What earlier heals took from the listed fills: one batched get.
-            fills = [o.id for o in closed.orders if o.is_fill]
-            postings = self._ledger.postings_for(fills) if self._ledger and fills else ()
-            ledger = Ledger(postings, closed_positions)
+        closed, ledger = self._gather_evidence(run, store_state, broker_state)
         if not closed.complete:
             run.errors.append(
                 Issue(
@@ -302,6 +296,73 @@ class StateReconciler:
         ]
         self._notify(run, plan, extra=malformed)
         return plan
+
+    def _gather_evidence(
+        self, run: _Run, store_state: StoreState, broker_state: BrokerState
+    ) -> tuple[ClosedOrders, Ledger]:
+        """The closed orders the plan needs and what earlier heals took from their fills.
+
+        Three independent reads at once: the positions closed since the listing's start, the
+        self-checked listing, and the targeted look-ups of old candidates' orders; then the
+        ledger's postings for the fills found, in one batched get.
+        """
+        query = evidence_query(store_state, broker_state, self._policy, run.started)
+        if query is None:
+            return ClosedOrders(()), Ledger()
+        deadline = run.deadline
+        closed_positions, (listed, looked) = _both(
+            lambda: self._store.get_closed_positions(query.after),
+            lambda: _both(
+                lambda: self._checked_listing(query, deadline),
+                lambda: self._look_up(query, deadline),
+                name="reconcile-lookups",
+            ),
+            name="reconcile-evidence",
+        )
+        orders = {o.id: o for o in (*listed.orders, *looked.orders)}
+        closed = replace(
+            listed,
+            orders=tuple(orders.values()),
+            unreadable=(*listed.unreadable, *looked.unreadable),
+            looked_up=frozenset(query.lookup_positions),
+        )
+        fills = [o.id for o in closed.orders if o.is_fill]
+        postings = self._ledger.postings_for(fills) if self._ledger and fills else ()
+        return closed, Ledger(postings, closed_positions)
+
+    def _checked_listing(self, query: EvidenceQuery, deadline: float | None) -> ClosedOrders:
+        """The closed-orders listing, checked against the entry orders it must contain.
+
+        If one is missing, the listing is asked again with the symbols as ``BTCUSD``, then with
+        no symbol filter: the live filter might match one form only, and a listing that
+        silently lacks orders would leave every crypto zombie unverified with nobody told why.
+        Still missing after that: ``missing`` says so, and no heal rests on the listing.
+        """
+        if not query.symbols:
+            return ClosedOrders(())
+        forms: tuple[SymbolForm, ...] = ("slash", "compact", "none")
+        listing = ClosedOrders(())
+        missing: list[ExpectedEntry] = []
+        for form in forms:
+            listing = self._broker.fetch_closed_orders(query, deadline=deadline, symbol_form=form)
+            missing = _missing_entries(query.expected, listing)
+            if not missing:
+                break
+            log.warning(
+                "closed-order listing (symbols %s) lacks %d known entry order(s), e.g. of %s",
+                form,
+                len(missing),
+                missing[0].position_id,
+                extra={"event": "listing_inconsistent", "symbol_form": form},
+            )
+        return replace(listing, missing=tuple(missing))
+
+    def _look_up(self, query: EvidenceQuery, deadline: float | None) -> ClosedOrders:
+        if not query.lookup_positions:
+            return ClosedOrders(())
+        return self._broker.fetch_orders(
+            query.lookup_order_ids, query.lookup_positions, deadline=deadline
+        )
 
     def _record_breaker(self, run: _Run, plan: Plan) -> None:
         """Trip before anything else is written; a forced run resets it before its heals."""
@@ -573,6 +634,14 @@ class StateReconciler:
             notifications_sent=run.notifications_sent,
             dust_positions=len(plan.dust) if plan else 0,
         )
+
+
+def _missing_entries(
+    expected: tuple[ExpectedEntry, ...], listing: ClosedOrders
+) -> list[ExpectedEntry]:
+    ids = {o.id for o in listing.orders}
+    clients = {o.client_order_id for o in listing.orders if o.client_order_id}
+    return [e for e in expected if not (e.order_ids & ids) and e.position_id not in clients]
 
 
 def _healed(heal: Heal) -> HealedPosition:

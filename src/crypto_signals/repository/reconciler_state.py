@@ -15,7 +15,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from crypto_signals.domain.snapshots import BreakerState
-from crypto_signals.engine.alerts import AlertState, FindingKind, Notice
+from crypto_signals.engine.alerts import Acknowledgement, AlertState, FindingKind, Notice
 from crypto_signals.engine.ports import LeaseGrant, StoreUnavailable
 from crypto_signals.repository.firestore_common import FirestoreTimeouts, describe_google_error
 
@@ -95,7 +95,28 @@ def _state_to(state: AlertState, scope: str) -> dict[str, Any]:
         "last_alerted_at": state.last_alerted_at,
         "pending": state.pending.value if state.pending else None,
         "identity_version": state.identity_version,
+        "subject": state.subject,
+        "acknowledgement": None
+        if state.acknowledgement is None
+        else {
+            "by": state.acknowledgement.by,
+            "reason": state.acknowledgement.reason,
+            "at": state.acknowledgement.at,
+            "until": state.acknowledgement.until,
+        },
     }
+
+
+def _ack_from(data: Any) -> Acknowledgement | None:
+    if not isinstance(data, Mapping) or not isinstance(data.get("at"), datetime):
+        return None
+    until = data.get("until")
+    return Acknowledgement(
+        by=str(data.get("by") or "?"),
+        reason=str(data.get("reason") or ""),
+        at=data["at"],
+        until=until if isinstance(until, datetime) else None,
+    )
 
 
 def _state_from(data: Mapping[str, Any]) -> AlertState | None:
@@ -112,6 +133,8 @@ def _state_from(data: Mapping[str, Any]) -> AlertState | None:
             pending=Notice(data["pending"]) if data.get("pending") else None,
             # States written before identity versions existed are version 1.
             identity_version=int(data.get("identity_version") or 1),
+            subject=str(data.get("subject", data["key"])),
+            acknowledgement=_ack_from(data.get("acknowledgement")),
         )
     except (KeyError, ValueError, TypeError):
         return None

@@ -33,7 +33,7 @@ from crypto_signals.domain.schemas import ReconciliationReport
 from crypto_signals.sandbox.alpaca_sim import AlpacaSimulator, Fault
 from crypto_signals.sandbox.discord_sink import DiscordSink, SinkFault
 from crypto_signals.sandbox.firestore_emulator import FirestoreEmulator
-from crypto_signals.sandbox.scenarios import World, entry_order_id, position_doc
+from crypto_signals.sandbox.scenarios import World, position_doc
 
 LAB_KEY = "PKLABKEY0123456789"
 LAB_SECRET = "lab-secret-0123456789abcdefghij"  # noqa: S105 - the simulator's fake credential
@@ -94,15 +94,6 @@ class Lab:
         world.position(position_doc(MATCHING, "BTC/USD", 0.5, 61000.0, created_at=now - 6 * hours))
         self.sim.add_position("BTC/USD", "0.5", avg_entry_price="61000", current_price="62000")
         world.position(position_doc(ZOMBIE, "ETH/USD", 2.0, 3000.0, created_at=now - 5 * hours))
-        self.sim.add_fill(
-            "ETH/USD",
-            "buy",
-            "2",
-            price="3000",
-            at=now - 5 * hours,
-            id=entry_order_id(ZOMBIE),
-            client_order_id=ZOMBIE,
-        )
         self.sim.add_fill("ETH/USD", "sell", "2", price="3150", at=now - hours)
         world.position(
             position_doc(NO_EVIDENCE, "AVAX/USD", 100.0, 35.0, created_at=now - 8 * hours)

@@ -84,14 +84,45 @@ class World:
     collection: str = "test_positions"
     written: list[str] = field(default_factory=list)
 
-    def position(self, doc: Mapping[str, Any]) -> str:
+    def position(self, doc: Mapping[str, Any], *, entry: bool = True) -> str:
+        """Write a position document and, unless ``entry=False``, its filled entry order at
+        the broker (:meth:`enter`): a real account has it, and the reconciler checks that its
+        order listing does."""
         pid = str(doc["position_id"])
         self.db.collection(self.collection).document(pid).set(dict(doc))
         self.written.append(pid)
+        if entry:
+            self.enter(doc)
         return pid
 
-    def positions(self, docs: Iterable[Mapping[str, Any]]) -> None:
+    def enter(self, doc: Mapping[str, Any]) -> None:
+        """The entry order the signal job placed for ``doc``, filled at its ``filled_at``.
+
+        Nothing for a THEORETICAL position (it never reached the broker), one whose entry did
+        not fill (``filled_at`` null: the test seeds what happened to its order), or one
+        without an entry order id (an adopted holding).
+        """
+        order_id = doc.get("alpaca_order_id") or doc.get("entry_order_id")
+        if doc.get("trade_type") == "THEORETICAL" or not order_id or doc.get("filled_at") is None:
+            return
+        qty = doc.get("qty")
+        if isinstance(qty, bool) or not isinstance(qty, int | float) or qty <= 0:
+            return  # a malformed document under test: no order could have that quantity
+        self.sim.add_fill(
+            str(doc["symbol"]),
+            "buy" if doc.get("side", "buy") == "buy" else "sell",
+            str(doc["qty"]),
+            price=str(doc.get("entry_fill_price") or "100"),
+            at=doc["filled_at"],
+            id=str(order_id),
+            client_order_id=str(doc["position_id"]),
+        )
+
+    def positions(self, docs: Iterable[Mapping[str, Any]], *, entry: bool = True) -> None:
         items = list(docs)
+        if entry:
+            for doc in items:
+                self.enter(doc)
         for start in range(0, len(items), 400):
             batch = self.db.batch()
             for doc in items[start : start + 400]:
@@ -128,15 +159,6 @@ def seed_demo(world: World, now: datetime) -> None:
     eth = "sig-eth-001"
     world.position(
         position_doc(eth, "ETH/USD", 2.0, 3000.0, created_at=now - 5 * hours, account_id=account)
-    )
-    sim.add_fill(
-        "ETH/USD",
-        "buy",
-        "2",
-        price="3000",
-        at=now - 5 * hours,
-        id=entry_order_id(eth),
-        client_order_id=eth,
     )
     sim.add_fill("ETH/USD", "sell", "2", price="3150.25", at=now - 1 * hours)
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from crypto_signals.domain.snapshots import UnreadableItem
+from crypto_signals.domain.snapshots import ExpectedEntry, UnreadableItem
 
 
 class Evidence(StrEnum):
@@ -129,14 +129,25 @@ class RefuseHeal:
     foreign_accounts: int = 0
 
 
+class BlockReason(StrEnum):
+    UNREADABLE_ITEM = "unreadable_item"  # a broker item that could change it did not parse
+    LISTING_INCONSISTENT = "listing_inconsistent"  # known entry orders missing from the listing
+
+
 @dataclass(frozen=True)
 class BlockSymbol:
-    """No heal on this symbol this run: a broker item that could change the decision was
-    unreadable. ``symbol`` is ``"*"`` when the item could be on any symbol."""
+    """No decision on this symbol this run (``"*"``: on any symbol).
+
+    UNREADABLE_ITEM: a broker item that could change the decision was unreadable (``items``).
+    LISTING_INCONSISTENT: the closed-orders listing lacked entry orders the reconciler knows are
+    in its window (``missing``), listed with every symbol form: no heal rests on it.
+    """
 
     symbol: str
     items: tuple[UnreadableItem, ...]
     position_ids: tuple[str, ...]
+    reason: BlockReason = BlockReason.UNREADABLE_ITEM
+    missing: tuple[ExpectedEntry, ...] = ()
 
 
 @dataclass(frozen=True)

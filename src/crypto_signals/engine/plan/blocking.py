@@ -1,4 +1,5 @@
-"""Broker items the adapter could not read, and the heals they block (invariant 8).
+"""Broker data that blocks the heals it could change (invariant 8): items the adapter could
+not read, and a listing that lacks orders the reconciler knows are in it.
 
 An unreadable item is named and the run goes on, unless it could change a decision: it is on
 a symbol under reconciliation, or it may be a position's entry order (by id or client order
@@ -11,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from crypto_signals.domain.schemas import Position
-from crypto_signals.domain.snapshots import UnreadableItem
+from crypto_signals.domain.snapshots import ExpectedEntry, UnreadableItem
 from crypto_signals.domain.symbols import symbol_key
-from crypto_signals.engine.plan.actions import BlockSymbol
+from crypto_signals.engine.plan.actions import BlockReason, BlockSymbol
 
 ANY_SYMBOL = "*"
 
@@ -48,3 +49,15 @@ def blocked_symbols(
         symbol = ANY_SYMBOL if key == ANY_SYMBOL else keys[key]
         out[key] = BlockSymbol(symbol, tuple(found), tuple(affected))
     return out
+
+
+def inconsistent_listing(
+    missing: Sequence[ExpectedEntry], positions: Sequence[Position]
+) -> dict[str, BlockSymbol]:
+    """Entry orders missing from the listing: every heal would rest on a listing that is known
+    to be incomplete in a way its pages did not show, so none happens (invariant 8)."""
+    if not missing:
+        return {}
+    affected = tuple(sorted(p.position_id for p in positions))
+    block = BlockSymbol(ANY_SYMBOL, (), affected, BlockReason.LISTING_INCONSISTENT, tuple(missing))
+    return {ANY_SYMBOL: block}

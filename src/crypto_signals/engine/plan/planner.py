@@ -16,7 +16,7 @@ from crypto_signals.domain.snapshots import (
 )
 from crypto_signals.domain.symbols import symbol_key
 from crypto_signals.engine.plan.actions import Action, AlertOrphan, Halted, IgnoreDust, Plan
-from crypto_signals.engine.plan.blocking import ANY_SYMBOL, blocked_symbols
+from crypto_signals.engine.plan.blocking import ANY_SYMBOL, blocked_symbols, inconsistent_listing
 from crypto_signals.engine.plan.book import Holding, classify
 from crypto_signals.engine.plan.evidence import OrderIndex
 from crypto_signals.engine.plan.limits import gate_heals
@@ -48,6 +48,7 @@ def plan_reconciliation(
     breaker = breaker or BreakerState()
     book = classify(store, broker, policy, now)
     blocks = blocked_symbols((*broker.unreadable, *closed.unreadable), book.reconcilable)
+    blocks.update(inconsistent_listing(closed.missing, book.reconcilable))
 
     orders = OrderIndex(closed.orders)
     fills = [o for o in orders.orders if o.is_fill]
@@ -66,6 +67,7 @@ def plan_reconciliation(
         left=remaining(fills, used_quantities(ledger)),
         policy=policy,
         listing_complete=closed.complete,
+        looked_up=closed.looked_up,
     )
 
     decisions: list[Decision] = []

@@ -67,6 +67,11 @@ class Context:
     left: dict[str, Decimal]
     policy: Policy
     listing_complete: bool
+    # Positions whose own orders were looked up one by one (complete for them).
+    looked_up: frozenset[str] = frozenset()
+
+    def complete_for(self, position: Position) -> bool:
+        return self.listing_complete or position.position_id in self.looked_up
 
     def trial(self) -> Context:
         """The same context on a copy of what is left: for evidence that may not be used."""
@@ -78,7 +83,7 @@ def gather_evidence(positions: Sequence[Position], ctx: Context) -> Evidence:
     found = Evidence()
     rest: list[Position] = []
     for position in positions:
-        decided = never_filled(position, ctx.orders, listing_complete=ctx.listing_complete)
+        decided = never_filled(position, ctx.orders, listing_complete=ctx.complete_for(position))
         if isinstance(decided, Heal):
             found.heals[position.position_id] = decided
         elif isinstance(decided, Unverified):
@@ -125,7 +130,7 @@ def _unverified(position: Position, ev: Evidence, ctx: Context) -> Unverified:
         position.symbol,
         unverified_reason(position, covered),
         covered_qty=covered if covered else None,
-        listing_incomplete=not ctx.listing_complete,
+        listing_incomplete=not ctx.complete_for(position),
     )
 
 
