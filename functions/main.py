@@ -128,8 +128,11 @@ def reconcile_http(request: flask.Request) -> flask.Response:
         log.error("reconciler not built: %s", exc, extra={"event": "config_error"})
         return _json({"error": str(exc)}, 500)
     except Exception as exc:  # noqa: BLE001 - e.g. no Google credentials: answer JSON, not HTML
-        log.error("reconciler not built: %s", type(exc).__name__, extra={"event": "build_error"})
-        return _json({"error": f"reconciler could not be built: {type(exc).__name__}"}, 500)
+        from crypto_signals.bootstrap import describe_build_error
+
+        reason = describe_build_error(exc)
+        log.error("reconciler not built: %s", reason, extra={"event": "build_error"})
+        return _json({"error": reason}, 500)
     report = reconciler.reconcile(dry_run=dry_run)
     # Only a failed run asks for a retry: "issues" is a completed run a person must look at.
     return _json(report.model_dump(mode="json"), 503 if report.status is RunStatus.FAILED else 200)

@@ -6,12 +6,15 @@ emulator, the simulator and the sink by setting the same environment variables.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from google.cloud import firestore
 
 from crypto_signals.broker.alpaca import AlpacaBroker
 from crypto_signals.config import Settings
+from crypto_signals.engine.messages import Endpoints
 from crypto_signals.engine.reconciler import StateReconciler
 from crypto_signals.notifications.discord import DiscordNotifier, DiscordWebhookClient
 from crypto_signals.redaction import register_secrets
@@ -25,8 +28,45 @@ from crypto_signals.repository.reconciler_state import (
 )
 
 
+def endpoints_of(settings: Settings) -> Endpoints:
+    """Where this configuration reads from, in words a person can check (no secret)."""
+    if settings.alpaca_base_url:
+        host = urlsplit(settings.alpaca_base_url).netloc or settings.alpaca_base_url
+        broker = f"the broker at {host} (ALPACA_BASE_URL)"
+    else:
+        kind = "paper" if settings.alpaca_paper_trading else "live"
+        broker = f"Alpaca's {kind} API (ALPACA_PAPER_TRADING={settings.alpaca_paper_trading})"
+    if settings.firestore_emulator_host:
+        store = (
+            f"the Firestore emulator at {settings.firestore_emulator_host} "
+            "(FIRESTORE_EMULATOR_HOST): is it running?"
+        )
+    else:
+        store = (
+            f"Firestore of project {settings.google_cloud_project} (GOOGLE_CLOUD_PROJECT) and "
+            "the Google credentials (GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth "
+            "application-default login`; the function's service account in the cloud)"
+        )
+    return Endpoints(broker=broker, firestore=store)
+
+
+def describe_build_error(exc: Exception) -> str:
+    """Why the reconciler (its clients) could not be built, and what to check; no secret."""
+    name = type(exc).__name__
+    if name == "DefaultCredentialsError":
+        return (
+            "no Google credentials found for Firestore: set GOOGLE_APPLICATION_CREDENTIALS, run "
+            "`gcloud auth application-default login`, or point FIRESTORE_EMULATOR_HOST at the "
+            "emulator"
+        )
+    return f"the reconciler's clients could not be built ({name})"
+
+
 def build_reconciler(
-    settings: Settings, *, client: firestore.Client | None = None
+    settings: Settings,
+    *,
+    client: firestore.Client | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> StateReconciler:
     register_secrets(settings.secret_values())
     db = client or firestore.Client(project=settings.google_cloud_project)
@@ -64,4 +104,6 @@ def build_reconciler(
         enabled=settings.enabled,
         realert_after=timedelta(hours=settings.reconciler_realert_hours),
         max_run_seconds=0.8 * settings.reconciler_lease_seconds,
+        endpoints=endpoints_of(settings),
+        clock=clock,
     )

@@ -49,7 +49,9 @@ def reconcile_at_startup(
             reconciler = build_reconciler(settings)
         report = reconciler.reconcile()
     except Exception as exc:  # noqa: BLE001 - a job must get a decision, not a trace
-        reason = f"reconciler could not be built: {type(exc).__name__}"
+        from crypto_signals.bootstrap import describe_build_error
+
+        reason = describe_build_error(exc)
         log.error("startup reconciliation not run: %s", reason)
         return StartupDecision(not strict_mode, reason, None)
     if report.status is RunStatus.SKIPPED and settings.enabled:

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from crypto_signals.domain.snapshots import IssueKind
 from crypto_signals.domain.symbols import symbol_key
 from crypto_signals.engine.alerts import Finding, FindingKind, Notice, OwedNotice
-from crypto_signals.engine.messages import AlertSection, Severity
+from crypto_signals.engine.messages import AlertSection, Endpoints, Severity
 from crypto_signals.engine.plan import (
     AlertOrphan,
     Allocation,
@@ -279,6 +280,25 @@ _TITLES: dict[FindingKind, tuple[str, Severity]] = {
         Severity.WARNING,
     ),
 }
+
+
+def failure_hint(kind: IssueKind, where: Endpoints) -> str:
+    """What to check when a run failed this way."""
+    if kind is IssueKind.BROKER_UNAVAILABLE:
+        return (
+            f"check that {where.broker} is reachable and that ALPACA_API_KEY / "
+            "ALPACA_SECRET_KEY are valid for it"
+        )
+    if kind in (IssueKind.STORE_UNAVAILABLE, IssueKind.LEASE_FAILED):
+        return f"Firestore could not be reached: check {where.firestore}"
+    if kind is IssueKind.RUN_DEADLINE:
+        return (
+            f"the run outlived its deadline (80% of RECONCILER_LEASE_SECONDS): check how fast "
+            f"{where.broker} and {where.firestore} answer"
+        )
+    if kind is IssueKind.INTERNAL_ERROR:
+        return "a bug: the log line 'unexpected error in reconciliation' has the traceback"
+    return "see the errors above"
 
 
 def heal_key(position_id: str) -> str:

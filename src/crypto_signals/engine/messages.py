@@ -62,3 +62,12 @@ class Delivery:
     # The keys of the lines people received (all of them when DELIVERED).
     delivered: frozenset[str] = field(default_factory=frozenset)
     error: str | None = None  # never contains a secret
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the run reads from, in words a person can check (never a secret): named when a
+    run fails, so the message says what to look at."""
+
+    broker: str = "the Alpaca API"
+    firestore: str = "Firestore"

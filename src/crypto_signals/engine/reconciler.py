@@ -57,7 +57,7 @@ from crypto_signals.domain.snapshots import (
 from crypto_signals.engine import findings as words
 from crypto_signals.engine.alerts import Finding, FindingKind, decide_alerts
 from crypto_signals.engine.alerts import delivered as delivered_state
-from crypto_signals.engine.messages import AlertBatch, DeliveryOutcome
+from crypto_signals.engine.messages import AlertBatch, DeliveryOutcome, Endpoints
 from crypto_signals.engine.plan import (
     Allocation,
     Heal,
@@ -146,7 +146,8 @@ class StateReconciler:
         enabled: bool = True,
         realert_after: timedelta = timedelta(hours=24),
         max_run_seconds: float | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] | None = None,
+        endpoints: Endpoints | None = None,
     ) -> None:
         self._broker = broker
         self._store = store
@@ -162,7 +163,8 @@ class StateReconciler:
         self._realert_after = realert_after
         # Past this, another run may hold a fresh lease: stop before writing anything more.
         self._max_run_seconds = max_run_seconds
-        self._clock = clock
+        self._clock = clock or _utcnow
+        self._endpoints = endpoints or Endpoints()
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -186,7 +188,10 @@ class StateReconciler:
                     grant = self._lease.acquire(run.run_id, run.started)
                 except StoreUnavailable as exc:
                     run.errors.append(Issue(IssueKind.LEASE_FAILED, "", str(exc)))
-                    run.critical.append(f"reconciliation failed: {exc}")
+                    hint = words.failure_hint(IssueKind.LEASE_FAILED, self._endpoints)
+                    run.critical.append(
+                        f"reconciliation failed, nothing was changed: {exc}; {hint}"
+                    )
                     return self._finish(run, t0, RunStatus.FAILED, None, record=False)
                 if not grant.acquired:
                     log.info(
@@ -224,7 +229,8 @@ class StateReconciler:
             if run.healed
             else (", nothing was changed")
         )
-        run.critical.append(f"reconciliation failed{written}: {detail}")
+        hint = words.failure_hint(kind, self._endpoints)
+        run.critical.append(f"reconciliation failed{written}: {detail}; {hint}")
         self._alert_failure(run, kind, detail)
 
     def _check_deadline(self, run: _Run, before: str) -> None:
