@@ -377,5 +377,10 @@ def seed_firestore(db: firestore.Client, sim: AlpacaSimulator, spec: WorldSpec) 
         for d in spec.docs
     ]
     chunks = [docs[i : i + SEED_CHUNK] for i in range(0, len(docs), SEED_CHUNK)]
+
+    def write(chunk: list[dict[str, Any]]) -> None:
+        # The entry orders are in spec.orders, seeded once per N (seed_broker): documents only.
+        World(db, sim, COLLECTION).positions(chunk, entry=False)
+
     with ThreadPoolExecutor(max_workers=SEED_WORKERS) as pool:
-        list(pool.map(lambda chunk: World(db, sim, COLLECTION).positions(chunk), chunks))
+        list(pool.map(write, chunks))
