@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -26,17 +25,15 @@ import functions_framework
 
 from crypto_signals.config import ConfigError, load_settings
 from crypto_signals.domain.schemas import RunStatus
-from crypto_signals.logging_setup import configure_logging
+from crypto_signals.logging_setup import configure_from_env
 
 if TYPE_CHECKING:
     from crypto_signals.engine.reconciler import StateReconciler
 
-_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
 # Cloud Logging parses one JSON object per line into jsonPayload; the log-based metrics in
-# terraform/ count on its fields. A bad LOG_LEVEL must not stop every cold start.
-configure_logging(
-    json_format=True, level=_LEVEL if _LEVEL in logging.getLevelNamesMapping() else "INFO"
-)
+# terraform/ count on its fields. A bad LOG_LEVEL does not stop the cold start: like any invalid
+# configuration, load_settings refuses it and each request gets a 500 naming it.
+configure_from_env(default_json=True)
 log = logging.getLogger("crypto_signals.function")
 
 _ALLOWED_KEYS = frozenset({"dry_run"})

@@ -7,7 +7,7 @@ emulator, the simulator and the sink by setting the same environment variables.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from google.cloud import firestore
@@ -17,9 +17,11 @@ from crypto_signals.config import Settings
 from crypto_signals.engine.messages import Endpoints
 from crypto_signals.engine.reconciler import StateReconciler
 from crypto_signals.notifications.discord import DiscordNotifier, DiscordWebhookClient
+from crypto_signals.operations.service import Operator
 from crypto_signals.redaction import register_secrets
 from crypto_signals.repository.firestore import FirestoreTimeouts, PositionRepository
 from crypto_signals.repository.ledger import LedgerStore
+from crypto_signals.repository.operator_store import OperatorStore
 from crypto_signals.repository.reconciler_state import (
     AlertStateStore,
     BreakerStore,
@@ -62,20 +64,19 @@ def describe_build_error(exc: Exception) -> str:
     return f"the reconciler's clients could not be built ({name})"
 
 
-def build_reconciler(
-    settings: Settings,
-    *,
-    client: firestore.Client | None = None,
-    clock: Callable[[], datetime] | None = None,
-) -> StateReconciler:
+def _firestore(
+    settings: Settings, client: firestore.Client | None
+) -> tuple[firestore.Client, FirestoreTimeouts]:
     register_secrets(settings.secret_values())
-    db = client or firestore.Client(project=settings.google_cloud_project)
     timeouts = FirestoreTimeouts(
         call_seconds=settings.firestore_timeout_seconds,
         retry_deadline_seconds=2 * settings.firestore_timeout_seconds,
     )
-    scope = settings.positions_collection
-    broker = AlpacaBroker.from_credentials(
+    return client or firestore.Client(project=settings.google_cloud_project), timeouts
+
+
+def _broker(settings: Settings) -> AlpacaBroker:
+    return AlpacaBroker.from_credentials(
         api_key=settings.alpaca_api_key.get_secret_value(),
         secret_key=settings.alpaca_secret_key.get_secret_value(),
         paper=settings.alpaca_paper_trading,
@@ -83,6 +84,45 @@ def build_reconciler(
         timeout_seconds=settings.alpaca_timeout_seconds,
         retries=settings.alpaca_max_retries,
     )
+
+
+# An operator's command holds the run lease for the seconds it writes; if it dies holding it,
+# the next run waits this long, not a whole run's lease.
+OPERATOR_LEASE = timedelta(seconds=60)
+
+
+def build_operator(
+    settings: Settings,
+    *,
+    actor: str,
+    client: firestore.Client | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Operator:
+    """The operator commands' object graph, from the same settings as the reconciler."""
+    db, timeouts = _firestore(settings, client)
+    scope = settings.positions_collection
+    return Operator(
+        store=OperatorStore(db, scope, timeouts),
+        positions=PositionRepository(db, scope, timeouts=timeouts),
+        alerts=AlertStateStore(db, scope, timeouts),
+        breaker=BreakerStore(db, scope, timeouts),
+        lease=RunLease(db, scope, OPERATOR_LEASE, timeouts),
+        broker=lambda: _broker(settings),
+        policy=settings.policy(),
+        actor=actor,
+        clock=clock or (lambda: datetime.now(UTC)),
+    )
+
+
+def build_reconciler(
+    settings: Settings,
+    *,
+    client: firestore.Client | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> StateReconciler:
+    db, timeouts = _firestore(settings, client)
+    scope = settings.positions_collection
+    broker = _broker(settings)
     webhook = settings.discord_webhook_url
     notifier = DiscordNotifier(
         DiscordWebhookClient(

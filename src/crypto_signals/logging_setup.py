@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -72,6 +73,27 @@ class TextFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             text += "\n" + self.formatException(record.exc_info)
         return text
+
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def configure_from_env(
+    environ: Mapping[str, str] | None = None, *, default_json: bool = False
+) -> None:
+    """The one logging configuration of the function, the CLI and the main job.
+
+    ``LOG_FORMAT`` (``json`` or ``text``; JSON by default on Cloud Run / Cloud Functions, where
+    ``K_SERVICE`` is set, or when ``default_json``) and ``LOG_LEVEL``. It never fails: an
+    unknown level logs at INFO here, and is refused as an invalid configuration by
+    ``load_settings`` (exit 2 in the CLI and the job, HTTP 500 from the function), the same way
+    in all three.
+    """
+    env = os.environ if environ is None else environ
+    fmt = env.get("LOG_FORMAT", "").strip().lower()
+    json_format = fmt == "json" or (not fmt and (default_json or "K_SERVICE" in env))
+    level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    configure_logging(json_format=json_format, level=level if level in LEVELS else "INFO")
 
 
 def configure_logging(*, json_format: bool, level: str = "INFO") -> None:

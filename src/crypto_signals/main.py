@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from crypto_signals.logging_setup import configure_logging
+from crypto_signals.logging_setup import configure_from_env
 from crypto_signals.startup import reconcile_at_startup
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,7 @@ def run_job(signal_step: SignalStep | None) -> int:
 
 
 def main() -> int:
-    json_logs = os.environ.get("LOG_FORMAT", "").lower() == "json" or "K_SERVICE" in os.environ
-    configure_logging(json_format=json_logs, level=os.environ.get("LOG_LEVEL", "INFO"))
+    configure_from_env()
     try:
         step = load_signal_step(os.environ.get("CRYPTO_SIGNALS_SIGNAL_STEP"))
     except (ImportError, AttributeError, ValueError) as exc:

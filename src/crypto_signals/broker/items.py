@@ -108,6 +108,7 @@ class RawPosition(_Item):
     side: str
     market_value: Dec = None
     asset_class: NonEmpty
+    avg_entry_price: Dec = None
 
     @model_validator(mode="after")
     def _check(self) -> RawPosition:
@@ -203,6 +204,7 @@ def parse_position(endpoint: str, item: Any) -> BrokerPosition | UnreadableItem:
         qty=abs(raw.qty) if raw.side == "long" else -abs(raw.qty),
         market_value=abs(raw.market_value) if raw.market_value is not None else None,
         is_crypto=raw.asset_class == "crypto",
+        avg_entry_price=raw.avg_entry_price,
     )
 
 

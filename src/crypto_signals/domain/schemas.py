@@ -223,6 +223,7 @@ class ReconciliationReport(BaseModel):
     errors: list[str] = Field(default_factory=list)
     heals_halted: bool = False  # the breaker is tripped: no heal until it is reset
     held: list[str] = Field(default_factory=list)  # positions an operator holds out
+    skip_reason: str | None = None  # why a skipped run did nothing
     stats: RunStats = Field(default_factory=RunStats)
 
     @property

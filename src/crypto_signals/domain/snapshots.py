@@ -65,6 +65,7 @@ class BrokerPosition:
     qty: Decimal  # signed: positive long, negative short
     market_value: Decimal | None  # absolute USD value; None when the broker did not say
     is_crypto: bool
+    avg_entry_price: Decimal | None = None  # what an operator's adopt records as the entry
 
     @property
     def key(self) -> str:

@@ -62,10 +62,20 @@ def share_text(share: Allocation) -> str:
     return f"order {share.order_id}: {fmt_qty(share.qty)} @ {fmt_price(share.price)}"
 
 
+def _id(kind: FindingKind, key: str) -> str:
+    return Finding(kind, key, "", "").finding_id
+
+
+REASON = '--reason "..."'
+
+
 def orphan_line(o: AlertOrphan) -> str:
+    fid = _id(FindingKind.ORPHAN, symbol_key(o.symbol))
     return (
         f"{o.symbol} {o.side} {fmt_qty(o.qty)} (market value {fmt_usd(o.market_value)}): "
-        "open at the broker, no open Firestore position"
+        "open at the broker, no open Firestore position. To track it: "
+        f"`crypto-signals adopt {o.symbol} {REASON}`; if it is held outside the bot: "
+        f"`crypto-signals ack {fid} {REASON}`"
     )
 
 
@@ -94,7 +104,11 @@ def unverified_words(u: Unverified) -> str:
 
 
 def unverified_line(u: Unverified) -> str:
-    return f"{u.symbol} position {u.position_id} kept OPEN: {unverified_words(u)}"
+    return (
+        f"{u.symbol} position {u.position_id} kept OPEN: {unverified_words(u)}. Once you know "
+        f"how it closed: `crypto-signals close {u.position_id} {REASON} --exit-price PRICE` "
+        "(or `--never-filled`)"
+    )
 
 
 _DRIFT_WORDS: dict[DriftKind, str] = {
@@ -117,7 +131,12 @@ def drift_explanation(d: ReportDrift) -> str | None:
 def drift_line(d: ReportDrift) -> str:
     line = f"{d.symbol}: Firestore {fmt_qty(d.db_qty)} vs broker {fmt_qty(d.broker_qty)}"
     explained = drift_explanation(d)
-    return f"{line}: {explained}" if explained else line
+    line = f"{line}: {explained}" if explained else line
+    fid = _id(FindingKind.DRIFT, symbol_key(d.symbol))
+    return (
+        f"{line}. Nothing was changed; check the positions in the Alpaca app, then "
+        f"`crypto-signals ack {fid} {REASON}`"
+    )
 
 
 def refusal_words(r: RefuseHeal) -> str:
@@ -134,8 +153,20 @@ def refusal_words(r: RefuseHeal) -> str:
     return "heals are halted: the breaker tripped in an earlier run and was not reset"
 
 
+def refusal_fix(r: RefuseHeal) -> str:
+    if r.reason is RefusalReason.ACCOUNT_MISMATCH:
+        return "fix ALPACA_API_KEY / ALPACA_SECRET_KEY or ENVIRONMENT"
+    return (
+        f"if the heals are right: `crypto-signals breaker reset {REASON}` "
+        "(or `crypto-signals reconcile --force`)"
+    )
+
+
 def refused_line(r: RefuseHeal) -> str:
-    return f"{r.heal.symbol} position {r.heal.position_id} not healed: {refusal_words(r)}"
+    return (
+        f"{r.heal.symbol} position {r.heal.position_id} not healed: {refusal_words(r)}. "
+        f"{refusal_fix(r)[0].upper()}{refusal_fix(r)[1:]}"
+    )
 
 
 def breaker_line(halted: Halted) -> str:
@@ -237,7 +268,7 @@ def critical_issues_of(plan: Plan) -> list[str]:
         ids = sorted(r.heal.position_id for r in refused)
         lines.append(
             f"heals refused for {len(ids)} position(s) ({', '.join(ids[:10])}): "
-            f"{refusal_words(refused[0])}"
+            f"{refusal_words(refused[0])}; {refusal_fix(refused[0])}"
         )
     lines += [blocked_line(b) for b in plan.blocked]
     return lines
@@ -252,9 +283,11 @@ def heal_line(doc: Mapping[str, Any]) -> str:
             f"{doc.get('symbol')} position {doc.get('position_id')}: entry order never filled, "
             "closed with P&L $0.00"
         )
+    pid = doc.get("position_id")
     return (
-        f"{doc.get('symbol')} position {doc.get('position_id')}: exit {fmt_price(price)} at "
-        f"{when} (order {doc.get('exit_order_id')}), P&L {fmt_usd(doc.get('realized_pnl_usd'))}"
+        f"{doc.get('symbol')} position {pid}: exit {fmt_price(price)} at "
+        f"{when} (order {doc.get('exit_order_id')}), P&L {fmt_usd(doc.get('realized_pnl_usd'))}. "
+        f"If wrong: `crypto-signals undo {pid} {REASON}`"
     )
 
 

@@ -121,6 +121,7 @@ class _Run:
     t0: float = 0.0
     # time.monotonic() past which the run must not wait (its lease may be taken over).
     deadline: float | None = None
+    skip_reason: str | None = None
 
 
 class RunDeadlineExceeded(StoreUnavailable):
@@ -177,10 +178,11 @@ class StateReconciler:
             run.deadline = t0 + self._max_run_seconds
         with run_context(run.run_id):
             if not self._enabled:
-                log.info(
-                    "reconciler disabled outside PROD (set RECONCILER_ENABLED=true to run)",
-                    extra={"event": "run_skipped"},
+                run.skip_reason = (
+                    f"the reconciler is disabled in {self._environment} (it runs in PROD, or "
+                    "with RECONCILER_ENABLED=true)"
                 )
+                log.info(run.skip_reason, extra={"event": "run_skipped"})
                 return self._finish(run, t0, RunStatus.SKIPPED, None, record=False)
             grant = LeaseGrant(acquired=True)
             if not dry_run and self._lease is not None:
@@ -194,12 +196,14 @@ class StateReconciler:
                     )
                     return self._finish(run, t0, RunStatus.FAILED, None, record=False)
                 if not grant.acquired:
-                    log.info(
-                        "another run holds the lease (%s, until %s): skipping",
-                        grant.holder,
-                        grant.expires_at,
-                        extra={"event": "run_skipped"},
+                    until = (
+                        grant.expires_at.isoformat(timespec="seconds") if grant.expires_at else "?"
                     )
+                    run.skip_reason = (
+                        f"another run holds the lease ({grant.holder}, until {until}): it is "
+                        "reconciling now, so this run changed nothing"
+                    )
+                    log.info(run.skip_reason, extra={"event": "run_skipped"})
                     return self._finish(run, t0, RunStatus.SKIPPED, None, record=False)
             try:
                 plan = self._reconcile_locked(run, force)
@@ -583,6 +587,7 @@ class StateReconciler:
             else [],
             errors=[e.render() for e in run.errors],
             heals_halted=plan.halted is not None if plan else False,
+            skip_reason=run.skip_reason,
             held=list(plan.held) if plan else [],
         )
         report.stats = self._stats(run, plan)

@@ -46,6 +46,11 @@ class AlertStateStore(_Base):
     def _doc_id(self, finding_id: str) -> str:
         return f"{self._scope}:{finding_id}"
 
+    def document(self, state: AlertState) -> tuple[Any, dict[str, Any]]:
+        """Where ``state`` is stored and what is stored (for a write batched with others)."""
+        ref = self._client.collection(ALERTS_COLLECTION).document(self._doc_id(state.finding_id))
+        return ref, _state_to(state, self._scope)
+
     def load(self) -> dict[str, AlertState]:
         query = self._client.collection(ALERTS_COLLECTION).where(
             filter=firestore.FieldFilter("scope", "==", self._scope)
@@ -297,15 +302,20 @@ class BreakerStore(_Base):
         )
 
     def reset(self, *, by: str, reason: str, now: datetime) -> None:
-        self._write(
-            {
-                "scope": self._scope,
-                "tripped": False,
-                "reset_at": now,
-                "reset_by": by,
-                "reset_reason": reason,
-            }
-        )
+        self._write(self.reset_fields(by=by, reason=reason, now=now))
+
+    def reset_fields(self, *, by: str, reason: str, now: datetime) -> dict[str, Any]:
+        return {
+            "scope": self._scope,
+            "tripped": False,
+            "reset_at": now,
+            "reset_by": by,
+            "reset_reason": reason,
+        }
+
+    @property
+    def ref(self) -> Any:
+        return self._ref
 
     def _write(self, fields: dict[str, Any]) -> None:
         try:
