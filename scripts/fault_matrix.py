@@ -4,7 +4,8 @@
 
 Each row: the case, the run statuses in order (the fault, then recovery), positions closed
 (the one zombie with a closing fill is the only correct close), false closes, double heals,
-Discord messages, duplicate and lost alerts, and the first error the run reported.
+Discord messages, duplicate, lost and unexpected alerts (a kind of finding the case does not
+expect, announced), and the first error the run reported.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ def main() -> int:
     logging.basicConfig(level=logging.CRITICAL)
 
     header = (
-        "| case | what breaks | run statuses | closes | false closes | double heals | "
-        "messages | duplicate alerts | lost alerts | first error | notes | s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| case | what breaks | run statuses | closes | false closes | double heals | messages | "
+        "duplicate alerts | lost alerts | unexpected alerts | first error | notes | s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = []
     bad = 0
@@ -49,16 +50,17 @@ def main() -> int:
                 bad += 1
                 rows.append(
                     f"| {case.name} | {case.description} | ASSERTION FAILED: {exc} |"
-                    " | | | | | | | | |"
+                    " | | | | | | | | | |"
                 )
                 continue
             dup, lost = o.duplicate_alerts(), o.lost_alerts(case.expect_announced)
-            bad += int(bool(o.false_closes or o.double_heals or dup or lost))
+            unexpected = o.unexpected_alerts(case.expect_announced)
+            bad += int(bool(o.false_closes or o.double_heals or dup or lost or unexpected))
             first_error = (o.errors[0][:90] if o.errors else "").replace("|", "/")
             rows.append(
                 f"| {case.name} | {case.description} | {' → '.join(o.statuses)} | {o.closes} | "
                 f"{o.false_closes} | {o.double_heals} | {o.messages} | {dup} | {lost} | "
-                f"{first_error} | {'; '.join(o.notes).replace('|', '/')[:160]} | "
+                f"{unexpected} | {first_error} | {'; '.join(o.notes).replace('|', '/')[:160]} | "
                 f"{time.monotonic() - started:.1f} |"
             )
             print(rows[-1], flush=True)
@@ -75,8 +77,11 @@ def main() -> int:
             fh.write("# Fault matrix\n\n" + stamp + "\n\n")
             fh.write(
                 "Every case starts from the same book: a zombie with a closing fill (the only "
-                "correct close), a zombie without evidence, a matching position and an orphan. "
-                "The fault is injected through the Alpaca simulator, the Discord sink or the "
+                "correct close), a zombie without evidence, a matching position and an orphan "
+                "(each position with its filled entry order at the broker). Some cases add to "
+                "it (orders on the zombie's symbol, an unreadable order, a position whose entry "
+                "the broker never lists). The fault is injected through the Alpaca simulator "
+                "(or a reading of the API it is configured to follow), the Discord sink or the "
                 "Firestore emulator; then the fault clears and the reconciler runs again.\n\n"
             )
             fh.write(table + "\n")

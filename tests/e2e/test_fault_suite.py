@@ -2,7 +2,9 @@
 
 Each case breaks the broker, Discord or Firestore through the stand-ins (never by patching
 code), runs the real reconciler, then lets the fault clear and runs again. Each asserts:
-no false close, no double heal, no lost alert, no duplicate alert, and a clear error.
+no false close, no double heal, no lost alert, no duplicate alert, no alert of a kind the case
+does not expect (an unreadable item, an inconsistent listing, a tripped breaker), and a clear
+error.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def test_fault_case(lab: Lab, case: Case) -> None:
     assert outcome.double_heals == 0, "a position was healed by more than one run"
     assert outcome.duplicate_alerts() == 0, f"repeated alerts: {outcome.announcements}"
     assert outcome.lost_alerts(case.expect_announced) == 0, f"lost alerts: {outcome.announcements}"
+    assert outcome.unexpected_alerts(case.expect_announced) == 0, (
+        f"unexpected alerts: {outcome.announcements}"
+    )
     if case.expect_zombie_healed:
         assert outcome.zombie_healed, "the zombie with a closing fill was not healed in the end"
     if case.error_mentions:

@@ -6,6 +6,7 @@ the people whose money it is:
 - double heals: positions healed by more than one run (must be 0);
 - lost alerts: findings that were never announced once the fault was gone (must be 0);
 - duplicate alerts: a finding announced more than once (must be 0);
+- unexpected alerts: a kind of finding the case does not expect announced at all (must be 0);
 - a clear error: a failed or degraded run says what was wrong.
 
 Used by ``tests/e2e/test_fault_suite.py`` (one test per case) and by
@@ -44,13 +45,28 @@ ZOMBIE = "sig-eth-zombie"  # closed by a manual sell: must be healed once
 NO_EVIDENCE = "sig-avax-noevidence"  # gone at the broker, no fill: must stay OPEN
 MATCHING = "sig-btc-matching"  # open in both places: must stay OPEN
 ORPHAN_SYMBOL = "SOL/USD"
+# Extra items some cases add (fixed ids, so that a case's expected error can name them).
+GHOST = "sig-eth-ghost"  # an ETH/USD position whose entry order the broker never lists
+UNREADABLE_ORDER_ID = "0b7e3c1a-55d2-4f0e-9c6b-2d8a41f7e913"  # on ETH/USD, the zombie's symbol
+OTHER_UNREADABLE_ORDER_ID = "6a1f9d24-3c8e-4b57-a0d1-7e52c9b84f06"  # on LINK/USD, unrelated
 # How each expected announcement reads in a message (resolved notices are not counted).
 FINDING_MARKERS = {
     "orphan": "SOL/USD long",
     "unverified": f"position {NO_EVIDENCE} kept OPEN",
     "heal": f"position {ZOMBIE}: exit",
     "breaker": "until the breaker is reset",
+    "unreadable": "the broker sent an unreadable item",
+    "inconsistent": "the broker's order listing is inconsistent",
 }
+# The simulator's configurable readings of the API (cases change them; reset() restores them).
+_SIM_SETTINGS = (
+    "symbol_filter",
+    "legs_count_toward_limit",
+    "open_statuses",
+    "closed_statuses",
+    "rate_limit",
+    "enforce_rate_limit",
+)
 
 
 @dataclass
@@ -62,6 +78,11 @@ class Lab:
     now: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     reports: list[ReconciliationReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    sim_settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # What the simulator was built with: every case starts from it.
+        self.sim_settings = {name: getattr(self.sim, name) for name in _SIM_SETTINGS}
 
     def env(self, **overrides: str) -> dict[str, str]:
         return {
@@ -84,7 +105,9 @@ class Lab:
         if not self.emulator.is_running():
             self.emulator.start()
         self.emulator.clear()
-        self.sim.reset()
+        self.sim.reset()  # state, faults and requests; not the settings below
+        for name, value in self.sim_settings.items():
+            setattr(self.sim, name, value)
         self.sink.reset()
         self.reports.clear()
         self.notes.clear()
@@ -133,13 +156,22 @@ class Lab:
     def doc(self, pid: str) -> dict[str, Any]:
         return self.db.collection(COLLECTION).document(pid).get().to_dict() or {}
 
+    def closed_listings(self) -> int:
+        """How many closed-order pages the simulator has served (every run of the case)."""
+        return sum(
+            1
+            for r in self.sim.requests
+            if r.endpoint == "orders" and r.query.get("status") == ["closed"]
+        )
+
     # -- what a case is judged on ---------------------------------------------------------------
 
     def outcome(self) -> Outcome:
+        # Every document of the book (a case may add some), not only the standard three.
         closed = {
-            pid
-            for pid in (ZOMBIE, NO_EVIDENCE, MATCHING)
-            if self.doc(pid).get("status") == "CLOSED"
+            snap.id
+            for snap in self.db.collection(COLLECTION).stream()
+            if (snap.to_dict() or {}).get("status") == "CLOSED"
         }
         heals_per_position = Counter(
             h.position_id for r in self.reports for h in r.healed if not r.dry_run
@@ -191,6 +223,10 @@ class Outcome:
 
     def lost_alerts(self, expect: tuple[str, ...]) -> int:
         return sum(1 for name in expect if self.announcements.get(name, 0) == 0)
+
+    def unexpected_alerts(self, expect: tuple[str, ...]) -> int:
+        """Announcements of a kind of finding the case does not expect at all."""
+        return sum(n for name, n in self.announcements.items() if name not in expect)
 
 
 @dataclass(frozen=True)
@@ -260,13 +296,197 @@ def _discord_fault(fault: SinkFault) -> Callable[[Lab], None]:
 
 
 def _short_page(lab: Lab) -> None:
-    # Many closed orders so that the zombie's closing sell lies in the part that is cut off.
-    for i in range(40):
-        at = lab.now - timedelta(hours=4, minutes=-i)
-        lab.sim.add_fill("ETH/USD", "buy", "0.01", price="3000", at=at)
-    lab.sim.inject_fault("orders", Fault(kind="short_page", times=None))
-    lab.run()
+    """Pages of 2 orders whatever ``limit`` asks: the listing runs into the page cap (40 pages,
+    each bringing one new order past the overlapping cursor) before the zombie's closing sell,
+    so the first run must say its evidence is incomplete and heal nothing it cannot prove."""
+    for i in range(50):  # canceled limit buys between the zombie's entry and its closing sell
+        lab.sim.add_order(
+            symbol="ETH/USD",
+            side="buy",
+            qty="0.01",
+            status="canceled",
+            order_type="limit",
+            limit_price="2900",
+            submitted_at=lab.now - timedelta(hours=4) + timedelta(minutes=i),
+        )
+    lab.sim.inject_fault("orders", Fault(kind="short_page", page_size=2, times=None))
+    cut = lab.run()
+    pages = lab.closed_listings()
+    lab.notes.append(f"cut run: {pages} closed-order pages, {cut.status.value}")
+    assert pages >= 40, pages  # the page cap was reached
+    assert any(e.startswith("incomplete_evidence") for e in cut.errors), cut.errors
+    assert lab.doc(ZOMBIE)["status"] == "OPEN"  # its sell lies in the part never listed
     lab.sim.clear_faults()
+    healed = lab.run()
+    assert [h.position_id for h in healed.healed] == [ZOMBIE]
+
+
+def _rate_limit_resets_in_run(lab: Lab) -> None:
+    """One 429 whose X-RateLimit-Reset is a second or two away: waited out, same run heals."""
+    lab.sim.inject_fault("positions", Fault(kind="rate_limit", reset_after=1, times=1))
+    report = lab.run()
+    limited = sum(1 for r in lab.sim.requests if r.status == 429)
+    lab.notes.append(
+        f"{limited} answer(s) 429, waited out; run took {report.duration_seconds:.1f}s"
+    )
+    assert limited >= 1
+    assert report.status.value in ("ok", "issues"), report.errors
+    assert [h.position_id for h in report.healed] == [ZOMBIE]  # healed in that same run
+    lab.run()  # nothing repeats
+
+
+def _rate_limit_past_deadline(lab: Lab) -> None:
+    """A 429 whose reset comes long after the run's deadline (80% of a 5 s lease): the run
+    fails at once rather than sleep past its lease; the next run, limit gone, heals."""
+    lab.sim.inject_fault("positions", Fault(kind="rate_limit", reset_after=30, times=1))
+    failed = lab.run(RECONCILER_LEASE_SECONDS="5")
+    lab.notes.append(f"failed run took {failed.duration_seconds:.1f}s (reset in 30 s)")
+    assert failed.status.value == "failed", failed.status
+    assert failed.duration_seconds < 2.0, failed.duration_seconds  # did not wait for the reset
+    assert lab.doc(ZOMBIE)["status"] == "OPEN"
+    lab.sim.clear_faults()  # the quota resets
+    lab.run()
+
+
+def _compact_filter(lab: Lab) -> None:
+    """The live ``symbols`` filter might match ``ETHUSD`` only: the slash listing then lacks
+    the known entry orders, the reconciler lists again with the compact form, and heals."""
+    lab.sim.symbol_filter = "compact"
+    report = lab.run()
+    forms = [
+        q.get("symbols", ["(unfiltered)"])[0]
+        for q in (r.query for r in lab.sim.requests if r.endpoint == "orders")
+        if q.get("status") == ["closed"]
+    ]
+    lab.notes.append(f"closed listings sent symbols as: {', '.join(dict.fromkeys(forms))}")
+    assert "AVAX/USD,ETH/USD" in forms, forms  # the form sent first: matches nothing here
+    assert "AVAXUSD,ETHUSD" in forms, forms  # the re-listing that found the entries
+    assert [h.position_id for h in report.healed] == [ZOMBIE]  # in the first run
+    lab.run()
+
+
+def _legs_count(lab: Lab) -> None:
+    """Legs count toward ``limit``: 200 canceled bracket entries with two legs each (600
+    items) on the zombie's symbol before its closing sell; pages of 500 items hold 166 orders,
+    and a short page must not be read as the last one."""
+    lab.sim.legs_count_toward_limit = True
+    for i in range(200):
+        lab.sim.add_order(
+            symbol="ETH/USD",
+            side="buy",
+            qty="0.01",
+            status="canceled",
+            order_type="limit",
+            limit_price="2900",
+            submitted_at=lab.now - timedelta(hours=4) + timedelta(seconds=10 * i),
+            order_class="bracket",
+            legs=[
+                {"order_type": "limit", "limit_price": "3300", "status": "canceled"},
+                {"order_type": "stop", "stop_price": "2700", "status": "canceled"},
+            ],
+        )
+    report = lab.run()
+    pages = lab.closed_listings()
+    lab.notes.append(f"{pages} closed-order pages for 203 orders and 400 legs")
+    assert pages >= 3, pages  # two short pages, then one that brought nothing new
+    assert [h.position_id for h in report.healed] == [ZOMBIE]
+    lab.run()
+
+
+def _first(lines: list[str], prefix: str) -> str:
+    return next((line for line in lines if line.startswith(prefix)), "(none)")
+
+
+def _unreadable_order(
+    symbol: str, order_id: str, *, status: str
+) -> Callable[[Lab], dict[str, Any]]:
+    def add(lab: Lab) -> dict[str, Any]:
+        served = lab.sim.add_order(
+            symbol=symbol,
+            side="buy",
+            qty="1",
+            status=status,
+            order_type="limit",
+            limit_price="10",
+            submitted_at=lab.now - timedelta(hours=2),
+            id=order_id,
+        )
+        # The spec allows a null submitted_at; with no created_at either it cannot be read.
+        lab.sim.patch_order(order_id, submitted_at=None, created_at=None)
+        return served
+
+    return add
+
+
+def _unreadable_elsewhere(lab: Lab) -> None:
+    """An open order on an unrelated symbol the reconciler cannot read (and an open multi-leg
+    options order, whose top-level symbol and side are empty): named in the errors, and the
+    run goes on and heals the zombie."""
+    lab.sim.add_mleg_order(
+        legs=[
+            {"symbol": "AAPL261218C00200000", "side": "buy"},
+            {"symbol": "AAPL261218C00210000", "side": "sell"},
+        ],
+        submitted_at=lab.now - timedelta(hours=2),
+        status="new",
+        limit_price="1.25",
+    )
+    _unreadable_order("LINK/USD", OTHER_UNREADABLE_ORDER_ID, status="new")(lab)
+    report = lab.run()
+    assert report.status.value == "issues", report.status
+    assert [h.position_id for h in report.healed] == [ZOMBIE]
+    assert not any("no heal on" in c for c in report.critical_issues), report.critical_issues
+    lab.run()
+
+
+def _unreadable_on_zombie(lab: Lab) -> None:
+    """A closed order on ETH/USD that cannot be read could be the zombie's evidence (or
+    contradict it): no heal on ETH/USD this run, a critical issue names it; the rest of the
+    book is reconciled. Then the broker serves it readably again and the next run heals."""
+    served = _unreadable_order("ETH/USD", UNREADABLE_ORDER_ID, status="canceled")(lab)
+    blocked = lab.run()
+    assert blocked.status.value == "issues", blocked.status
+    assert blocked.healed == []
+    assert lab.doc(ZOMBIE)["status"] == "OPEN"
+    assert any(
+        c.startswith("no heal on ETH/USD this run: the broker sent an unreadable item")
+        and UNREADABLE_ORDER_ID in c
+        for c in blocked.critical_issues
+    ), blocked.critical_issues
+    assert NO_EVIDENCE in blocked.unverified_zombies  # other symbols are still reconciled
+    lab.notes.append(f"critical: {_first(blocked.critical_issues, 'no heal on')}")
+    # The fault clears: the order is served with its timestamps again.
+    lab.sim.patch_order(
+        UNREADABLE_ORDER_ID, submitted_at=served["submitted_at"], created_at=served["created_at"]
+    )
+    healed = lab.run()
+    assert [h.position_id for h in healed.healed] == [ZOMBIE]
+    lab.run()
+
+
+def _listing_inconsistent(lab: Lab) -> None:
+    """A fresh ETH/USD position whose entry order no listing shows (slash, compact,
+    unfiltered): the listing cannot be trusted, so no heal at all this run and a critical
+    issue says why. Then the ghost document is removed and the next run heals."""
+    world = World(lab.db, lab.sim, COLLECTION)
+    world.position(
+        position_doc(GHOST, "ETH/USD", 1.0, 3050.0, created_at=lab.now - timedelta(hours=3)),
+        entry=False,
+    )
+    blocked = lab.run()
+    pages = lab.closed_listings()
+    assert blocked.healed == []
+    assert lab.doc(ZOMBIE)["status"] == "OPEN"
+    assert lab.doc(GHOST)["status"] == "OPEN"
+    assert any(
+        "the broker's order listing is inconsistent" in c and GHOST in c
+        for c in blocked.critical_issues
+    ), blocked.critical_issues
+    lab.notes.append(f"critical: {_first(blocked.critical_issues, 'no heal on')}")
+    lab.notes.append(f"{pages} closed-order pages (3 symbol forms)")
+    lab.db.collection(COLLECTION).document(GHOST).delete()
+    healed = lab.run()
+    assert [h.position_id for h in healed.healed] == [ZOMBIE]
     lab.run()
 
 
@@ -367,9 +587,20 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         "broker 429 storm",
-        "429 on every call, beyond alpaca-py's retries",
+        "429 on every call, beyond the waits for its reset",
         _broker_fault("positions", Fault(kind="rate_limit", retry_after=0), "HTTP 429"),
-        error_mentions="HTTP 429",
+        error_mentions="HTTP 429: rate limit exceeded; still limited after 1 wait(s)",
+    ),
+    Case(
+        "rate limit resets within the run",
+        "one 429, X-RateLimit-Reset 1 s away",
+        _rate_limit_resets_in_run,
+    ),
+    Case(
+        "rate limit resets after the deadline",
+        "one 429, reset in 30 s; lease 5 s",
+        _rate_limit_past_deadline,
+        error_mentions="run_deadline: GET /v2/positions: HTTP 429",
     ),
     Case(
         "broker hangs",
@@ -407,7 +638,41 @@ CASES: tuple[Case, ...] = (
         _closed_orders_fail,
         error_mentions="orders?status=closed: HTTP 500",
     ),
-    Case("pagination stops short", "order history pages silently cut in half", _short_page),
+    Case(
+        "pagination stops short",
+        "order pages of 2 whatever limit asks; the 40-page cap is hit",
+        _short_page,
+        error_mentions="incomplete_evidence",
+    ),
+    Case(
+        "symbol filter matches the compact form only",
+        "symbols=ETH/USD matches nothing, ETHUSD does",
+        _compact_filter,
+    ),
+    Case(
+        "legs count toward limit",
+        "200 bracket entries (600 items) on the zombie's symbol",
+        _legs_count,
+    ),
+    Case(
+        "an unreadable order on another symbol",
+        "open LINK/USD order with null timestamps; an mleg order",
+        _unreadable_elsewhere,
+        error_mentions=f"malformed_broker_data: {OTHER_UNREADABLE_ORDER_ID}",
+    ),
+    Case(
+        "an unreadable order on the zombie's symbol",
+        "closed ETH/USD order with null timestamps, then fixed",
+        _unreadable_on_zombie,
+        expect_announced=("orphan", "unverified", "heal", "unreadable"),
+        error_mentions=f"malformed_broker_data: {UNREADABLE_ORDER_ID}",
+    ),
+    Case(
+        "broker listing inconsistent",
+        "a fresh position's entry order never listed, then removed",
+        _listing_inconsistent,
+        expect_announced=("orphan", "unverified", "heal", "inconsistent"),
+    ),
     Case(
         "Discord 500",
         "webhook answers 500 on every attempt",
