@@ -26,6 +26,7 @@ class FindingKind(StrEnum):
     REFUSED_HEAL = "refused_heal"
     BREAKER = "breaker"
     UNREADABLE_BROKER_ITEM = "unreadable_broker_item"
+    LISTING_INCONSISTENT = "listing_inconsistent"
     RUN_FAILED = "run_failed"
     MALFORMED_DOCUMENT = "malformed_document"
 

@@ -67,13 +67,20 @@ def _id(kind: FindingKind, key: str) -> str:
 
 
 REASON = '--reason "..."'
+# Between what a line says and the command that resolves it; a "resolved" notice shows only
+# what it was.
+HINT = " -> "
+
+
+def without_hint(line: str) -> str:
+    return line.split(HINT, 1)[0]
 
 
 def orphan_line(o: AlertOrphan) -> str:
     fid = _id(FindingKind.ORPHAN, symbol_key(o.symbol))
     return (
         f"{o.symbol} {o.side} {fmt_qty(o.qty)} (market value {fmt_usd(o.market_value)}): "
-        "open at the broker, no open Firestore position. To track it: "
+        f"open at the broker, no open Firestore position{HINT}to track it: "
         f"`crypto-signals adopt {o.symbol} {REASON}`; if it is held outside the bot: "
         f"`crypto-signals ack {fid} {REASON}`"
     )
@@ -105,8 +112,8 @@ def unverified_words(u: Unverified) -> str:
 
 def unverified_line(u: Unverified) -> str:
     return (
-        f"{u.symbol} position {u.position_id} kept OPEN: {unverified_words(u)}. Once you know "
-        f"how it closed: `crypto-signals close {u.position_id} {REASON} --exit-price PRICE` "
+        f"{u.symbol} position {u.position_id} kept OPEN: {unverified_words(u)}{HINT}once you "
+        f"know how it closed: `crypto-signals close {u.position_id} {REASON} --exit-price PRICE` "
         "(or `--never-filled`)"
     )
 
@@ -134,7 +141,7 @@ def drift_line(d: ReportDrift) -> str:
     line = f"{line}: {explained}" if explained else line
     fid = _id(FindingKind.DRIFT, symbol_key(d.symbol))
     return (
-        f"{line}. Nothing was changed; check the positions in the Alpaca app, then "
+        f"{line} (nothing was changed){HINT}check the positions in the Alpaca app, then "
         f"`crypto-signals ack {fid} {REASON}`"
     )
 
@@ -164,8 +171,8 @@ def refusal_fix(r: RefuseHeal) -> str:
 
 def refused_line(r: RefuseHeal) -> str:
     return (
-        f"{r.heal.symbol} position {r.heal.position_id} not healed: {refusal_words(r)}. "
-        f"{refusal_fix(r)[0].upper()}{refusal_fix(r)[1:]}"
+        f"{r.heal.symbol} position {r.heal.position_id} not healed: {refusal_words(r)}"
+        f"{HINT}{refusal_fix(r)}"
     )
 
 
@@ -183,8 +190,9 @@ def blocked_line(b: BlockSymbol) -> str:
         more = f" and {len(b.missing) - 5} more" if len(b.missing) > 5 else ""
         return (
             f"no heal on {where} this run: the broker's order listing is inconsistent: it lacks "
-            f"the entry orders of {entries}{more}, listed with the symbols as BTC/USD, as BTCUSD "
-            "and unfiltered; check the Alpaca API status before healing by hand"
+            f"the entry orders of {entries}{more}, though listed three ways (symbols with a "
+            "slash, without one, and no symbol filter){HINT}check the Alpaca API status; it "
+            "clears by itself when the listing is whole again"
         )
     items = "; ".join(
         f"{i.endpoint} item {i.item_id or '?'}"
@@ -244,14 +252,12 @@ def findings_of(plan: Plan) -> list[Finding]:
                 sorted([i.item_id or "?" for i in b.items] + [m.position_id for m in b.missing])
             )
         )
-        out.append(
-            Finding(
-                FindingKind.UNREADABLE_BROKER_ITEM,
-                symbol_key(b.symbol),
-                fingerprint,
-                blocked_line(b),
-            )
+        kind = (
+            FindingKind.LISTING_INCONSISTENT
+            if b.reason is BlockReason.LISTING_INCONSISTENT
+            else FindingKind.UNREADABLE_BROKER_ITEM
         )
+        out.append(Finding(kind, symbol_key(b.symbol), fingerprint, blocked_line(b), b.symbol))
     return out
 
 
@@ -286,8 +292,8 @@ def heal_line(doc: Mapping[str, Any]) -> str:
     pid = doc.get("position_id")
     return (
         f"{doc.get('symbol')} position {pid}: exit {fmt_price(price)} at "
-        f"{when} (order {doc.get('exit_order_id')}), P&L {fmt_usd(doc.get('realized_pnl_usd'))}. "
-        f"If wrong: `crypto-signals undo {pid} {REASON}`"
+        f"{when} (order {doc.get('exit_order_id')}), P&L {fmt_usd(doc.get('realized_pnl_usd'))}"
+        f"{HINT}if wrong: `crypto-signals undo {pid} {REASON}`"
     )
 
 
@@ -305,6 +311,10 @@ _TITLES: dict[FindingKind, tuple[str, Severity]] = {
     FindingKind.BREAKER: ("Heals halted: the breaker tripped", Severity.CRITICAL),
     FindingKind.UNREADABLE_BROKER_ITEM: (
         "Unreadable broker data (no heal on the symbols it could affect)",
+        Severity.CRITICAL,
+    ),
+    FindingKind.LISTING_INCONSISTENT: (
+        "The broker's order listing is inconsistent (no heal this run)",
         Severity.CRITICAL,
     ),
     FindingKind.RUN_FAILED: ("Reconciliation failed", Severity.CRITICAL),
@@ -368,7 +378,7 @@ def alert_sections(
     reminders = [(n.finding_id, n.line) for n in owed if n.notice is Notice.REMINDER]
     if reminders:
         sections.append(_section("Still unresolved (reminder)", Severity.WARNING, reminders))
-    resolved = [(n.finding_id, n.line) for n in owed if n.notice is Notice.RESOLVED]
+    resolved = [(n.finding_id, without_hint(n.line)) for n in owed if n.notice is Notice.RESOLVED]
     if resolved:
         sections.append(_section("Resolved", Severity.RESOLVED, resolved))
     return sections

@@ -3,7 +3,9 @@
 Starts the real Firestore emulator, the Alpaca simulator and the Discord sink, seeds the
 scenario of :func:`crypto_signals.sandbox.scenarios.seed_demo`, runs the reconciler exactly as
 the CLI does (same settings, same builder), prints the report and the Discord message, then
-runs again to show that a second run heals nothing twice and says nothing twice.
+runs again to show that a second run heals nothing twice and says nothing twice. Then it does
+what the person reading the alert would do about the orphan -- ``crypto-signals adopt SOL/USD``,
+through the same operator commands the CLI runs -- and shows the run after it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from crypto_signals.bootstrap import build_reconciler
+from crypto_signals.bootstrap import build_operator, build_reconciler
 from crypto_signals.config import load_settings
 from crypto_signals.report_text import render_text
 from crypto_signals.sandbox.alpaca_sim import AlpacaSimulator
@@ -84,5 +86,22 @@ def run_demo(*, json_output: bool = False) -> int:
             f"new Discord messages={len(sink.messages) - posted} "
             "(findings already announced are not repeated)"
         )
-        ok = first.status.value != "failed" and second.reconciled_count == 0
+
+        print("\n--- An operator adopts the orphan (what the alert line says to run) ---")
+        print('$ crypto-signals adopt SOL/USD --reason "bought by hand in the Alpaca app"')
+        operator = build_operator(settings, actor="demo-operator", client=db)
+        adopted = operator.adopt(
+            "SOL/USD", reason="bought by hand in the Alpaca app", dry_run=False
+        )
+        print(f"{adopted.message} (audit {adopted.audit_id})")
+        posted = len(sink.messages)
+        third = reconciler.reconcile()
+        print("\n--- The run after it ---")
+        print(
+            f"status={third.status.value} orphans={third.orphans or 'none'} "
+            f"unverified zombies={third.unverified_zombies or 'none'}"
+        )
+        for payload in sink.messages[posted:]:
+            print(format_discord(payload))
+        ok = first.status.value != "failed" and second.reconciled_count == 0 and third.orphans == []
         return 0 if ok else 2
