@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from crypto_signals.config import ConfigError, Settings, load_settings
@@ -26,13 +27,26 @@ class StartupDecision:
     report: ReconciliationReport | None
 
 
+Builder = Callable[[Settings], StateReconciler]
+
+
+def _default_builder(settings: Settings) -> StateReconciler:
+    from crypto_signals.bootstrap import build_reconciler  # the one builder
+
+    return build_reconciler(settings)
+
+
 def reconcile_at_startup(
     settings: Settings | None = None,
     *,
     strict: bool | None = None,
-    reconciler: StateReconciler | None = None,
+    build: Builder = _default_builder,
 ) -> StartupDecision:
-    """Reconcile once; say whether the caller may go on trading."""
+    """Reconcile once; say whether the caller may go on trading.
+
+    ``build`` makes the reconciler from the settings: the production builder unless a caller
+    (a test, an embedding job) hands in its own.
+    """
     try:
         settings = settings or load_settings()
     except ConfigError as exc:
@@ -43,11 +57,7 @@ def reconcile_at_startup(
         return StartupDecision(not strict_mode, f"configuration invalid: {exc}", None)
     strict_mode = settings.reconciler_strict_startup if strict is None else strict
     try:
-        if reconciler is None:
-            from crypto_signals.bootstrap import build_reconciler
-
-            reconciler = build_reconciler(settings)
-        report = reconciler.reconcile()
+        report = build(settings).reconcile()
     except Exception as exc:  # noqa: BLE001 - a job must get a decision, not a trace
         from crypto_signals.bootstrap import describe_build_error
 

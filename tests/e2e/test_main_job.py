@@ -118,7 +118,9 @@ def test_reconcile_at_startup(
     now: datetime,
 ) -> None:
     seed(world, now)
-    decision = reconcile_at_startup(load_settings(env), strict=strict, reconciler=make_reconciler())
+    decision = reconcile_at_startup(
+        load_settings(env), strict=strict, build=lambda _: make_reconciler()
+    )
     assert decision.proceed is proceed
     assert decision.report is not None
     assert decision.report.status is status
@@ -130,7 +132,7 @@ def test_strict_mode_comes_from_the_settings_when_not_given(
 ) -> None:
     unverified_zombie(world, now)
     settings = load_settings({**env, "RECONCILER_STRICT_STARTUP": "true"})
-    decision = reconcile_at_startup(settings, reconciler=make_reconciler())
+    decision = reconcile_at_startup(settings, build=lambda _: make_reconciler())
     assert decision.proceed is False
     assert "unverified" in decision.reason
 
@@ -151,7 +153,9 @@ def test_lease_held_elsewhere_stops_only_a_strict_start(
     clean_book(world, now)
     # The scheduled function is mid-run: it holds the lease.
     RunLease(world.db, "test_positions", timedelta(minutes=10)).acquire("scheduled-run", now)
-    decision = reconcile_at_startup(load_settings(env), strict=strict, reconciler=make_reconciler())
+    decision = reconcile_at_startup(
+        load_settings(env), strict=strict, build=lambda _: make_reconciler()
+    )
     assert decision.proceed is proceed
     assert "lease" in decision.reason
 
