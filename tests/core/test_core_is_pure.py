@@ -145,3 +145,25 @@ def test_importing_the_core_loads_no_vendor_client() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]", f"importing the core loaded {result.stdout.strip()}"
+
+
+def test_the_engine_does_not_import_an_adapter() -> None:
+    """The shell and the core talk to adapters through the ports only: nothing under engine/
+    imports the broker, the repositories, the notifications or the sandbox."""
+    adapters = ("broker", "repository", "notifications", "sandbox", "bootstrap")
+    found = []
+    for path in sorted((PACKAGE / "engine").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            found += [
+                f"{path.relative_to(PACKAGE)}: {name}"
+                for name in names
+                if any(name.startswith(f"crypto_signals.{a}") for a in adapters)
+            ]
+    assert found == []

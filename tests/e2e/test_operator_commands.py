@@ -378,3 +378,28 @@ def test_json_on_an_invalid_configuration_is_one_object_naming_the_variable(
         done = run(broken, *args)
         assert done.returncode == 2
         assert "ALPACA_TIMEOUT_SECONDS" in as_json(done)["error"]
+
+
+def test_every_changing_command_with_dry_run_writes_nothing(
+    world: World,
+    db: firestore.Client,
+    env: dict[str, str],
+    make_reconciler: Build,
+    now: datetime,
+) -> None:
+    world.sim.add_position("SOL/USD", "40", current_price="150")
+    world.position(position_doc("z", "ETH/USD", 1.0, 3000.0, created_at=now - 5 * H))
+    world.sim.add_fill("ETH/USD", "sell", "1", price="3100", at=now - H)
+    make_reconciler().reconcile()  # heals z, alerts the orphan
+    assert run(env, "undo", "z", "--reason", "test").returncode == 0
+    before = snapshot(db)
+    for args in (
+        ("ack", "orphan:SOLUSD"),
+        ("adopt", "SOL/USD"),
+        ("release", "z"),
+    ):
+        done = run(env, *args, "--reason", "dry", "--dry-run", "--json")
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        assert as_json(done)["dry_run"] is True
+        assert as_json(done)["audit_id"] is None
+    assert snapshot(db) == before
