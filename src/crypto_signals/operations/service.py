@@ -140,6 +140,29 @@ class Operator:
         finally:
             self._lease.release(grant)
 
+    def _apply(
+        self,
+        change: Change,
+        message: str,
+        dry_run: bool,
+        write: Callable[[Change], str] | None = None,
+    ) -> ActionResult:
+        """Dry run: say what would change. Else write it (a position change by default) and
+        say what changed, with the audit record's id."""
+        if dry_run:
+            return ActionResult(
+                change.action,
+                change.target,
+                True,
+                f"would have {message}",
+                change.before,
+                change.after,
+            )
+        audit_id = (write or self._commit)(change)
+        return ActionResult(
+            change.action, change.target, False, message, change.before, change.after, audit_id
+        )
+
     def _commit(self, change: Change) -> str:
         try:
             return self._store.commit(change)
@@ -180,10 +203,10 @@ class Operator:
                 "resolved"
             )
             change = Change("ack", finding_id, reason, self._actor, now, before, after)
-            if dry_run:
-                return ActionResult("ack", finding_id, True, f"would have {message}", before, after)
-            audit_id = self._store.audit_only(change, [self._alerts.document(updated)])
-            return ActionResult("ack", finding_id, False, message, before, after, audit_id)
+            document = self._alerts.document(updated)
+            return self._apply(
+                change, message, dry_run, lambda c: self._store.audit_only(c, [document])
+            )
 
     # -- adopt ------------------------------------------------------------------------------
 
@@ -220,15 +243,13 @@ class Operator:
                 f"{decimal_text(abs(holding.qty))}, entry "
                 f"{_usd(holding.avg_entry_price)}): the next run no longer reports the orphan"
             )
-            if dry_run:
-                return ActionResult("adopt", pid, True, f"would have {message}", {}, doc)
             existing = self._store.read(pid)
             if existing.exists:
                 raise Refused(
                     f"{symbol} was already adopted as {pid} (status {existing.data.get('status')})"
                 )
             change = Change("adopt", pid, reason, self._actor, now, {}, doc, pid, create=doc)
-            return ActionResult("adopt", pid, False, message, {}, doc, self._commit(change))
+            return self._apply(change, message, dry_run)
 
     # -- close ------------------------------------------------------------------------------
 
@@ -286,10 +307,6 @@ class Operator:
                 )
             )
             message = f"closed {position.symbol} position {position_id} as MANUAL_EXIT ({price})"
-            if dry_run:
-                return ActionResult(
-                    "close", position_id, True, f"would have {message}", before, fields
-                )
             post = ledger.posting_writes(
                 self._store.scope,
                 position_id,
@@ -299,22 +316,36 @@ class Operator:
                 run_id=f"operator:{self._actor}",
                 at=now,
             )
-            change = Change(
-                "close",
-                position_id,
-                reason,
-                self._actor,
-                now,
-                before,
-                fields,
-                position_id,
-                updates=updates,
-                precondition=read.update_time,
-                post=post,
+            change = self._position_change(
+                "close", position_id, reason, now, before, fields, updates, read.update_time
             )
-            return ActionResult(
-                "close", position_id, False, message, before, fields, self._commit(change)
-            )
+            change.post = post
+            return self._apply(change, message, dry_run)
+
+    def _position_change(
+        self,
+        action: str,
+        position_id: str,
+        reason: str,
+        now: datetime,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        updates: dict[str, Any],
+        read_at: Any,
+    ) -> Change:
+        """A field-level update of one position, preconditioned on the update time it read."""
+        return Change(
+            action,
+            position_id,
+            reason,
+            self._actor,
+            now,
+            before,
+            after,
+            position_id,
+            updates=updates,
+            precondition=read_at,
+        )
 
     def _open_position(self, position_id: str, exists: bool, data: dict[str, Any]) -> Position:
         if not exists:
@@ -381,26 +412,11 @@ class Operator:
                 f"replaced, {len(undo.released_orders)} ledger posting(s) released, and held out "
                 f"of reconciliation until `crypto-signals release {position_id} --reason ...`"
             )
-            if dry_run:
-                return ActionResult(
-                    "undo", position_id, True, f"would have {message}", before, after
-                )
-            change = Change(
-                "undo",
-                position_id,
-                reason,
-                self._actor,
-                now,
-                before,
-                after,
-                position_id,
-                updates=updates,
-                precondition=read.update_time,
-                release=undo.released_orders,
+            change = self._position_change(
+                "undo", position_id, reason, now, before, after, updates, read.update_time
             )
-            return ActionResult(
-                "undo", position_id, False, message, before, after, self._commit(change)
-            )
+            change.release = undo.released_orders
+            return self._apply(change, message, dry_run)
 
     def release(self, position_id: str, *, reason: str, dry_run: bool) -> ActionResult:
         with self._exclusive(dry_run) as now:
@@ -417,25 +433,10 @@ class Operator:
                 "reconciler.release_reason": reason,
             }
             message = f"released position {position_id}: the next run reconciles it again"
-            if dry_run:
-                return ActionResult(
-                    "release", position_id, True, f"would have {message}", before, after
-                )
-            change = Change(
-                "release",
-                position_id,
-                reason,
-                self._actor,
-                now,
-                before,
-                after,
-                position_id,
-                updates=updates,
-                precondition=read.update_time,
+            change = self._position_change(
+                "release", position_id, reason, now, before, after, updates, read.update_time
             )
-            return ActionResult(
-                "release", position_id, False, message, before, after, self._commit(change)
-            )
+            return self._apply(change, message, dry_run)
 
     # -- breaker and runs -------------------------------------------------------------------
 
@@ -459,13 +460,11 @@ class Operator:
             fields = self._breaker.reset_fields(by=self._actor, reason=reason, now=now)
             after = {"heals_halted": False}
             message = "reset the breaker: the next run heals again"
-            if dry_run:
-                return ActionResult(
-                    "breaker_reset", "breaker", True, f"would have {message}", before, after
-                )
             change = Change("breaker_reset", "breaker", reason, self._actor, now, before, after)
-            audit_id = self._store.audit_only(change, [(self._breaker.ref, fields)])
-            return ActionResult("breaker_reset", "breaker", False, message, before, after, audit_id)
+            ref = self._breaker.ref
+            return self._apply(
+                change, message, dry_run, lambda c: self._store.audit_only(c, [(ref, fields)])
+            )
 
     def runs(self, last: int) -> list[dict[str, Any]]:
         out = []

@@ -115,20 +115,7 @@ class OperatorStore:
             ledger.release_in_batch(
                 self._client, batch, self._scope, change.position_id, change.release
             )
-        audit_id = uuid.uuid4().hex
-        batch.set(
-            self._client.collection(AUDIT_COLLECTION).document(audit_id),
-            {
-                "scope": self._scope,
-                "action": change.action,
-                "target": change.target,
-                "reason": change.reason,
-                "actor": change.actor,
-                "at": change.at,
-                "before": _plain(change.before),
-                "after": _plain(change.after),
-            },
-        )
+        audit_id = self._audit(batch, change)
         try:
             batch.commit(**self._kw())
         except (gexc.FailedPrecondition, gexc.NotFound, gexc.AlreadyExists, gexc.Conflict):
@@ -142,6 +129,15 @@ class OperatorStore:
         batch = self._client.batch()
         for ref, data in writes:
             batch.set(ref, data, merge=True)
+        audit_id = self._audit(batch, change)
+        try:
+            batch.commit(**self._kw())
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            raise StoreUnavailable(f"write: {describe_google_error(exc)}") from None
+        return audit_id
+
+    def _audit(self, batch: Any, change: Change) -> str:
+        """Queue the change's audit record in ``batch``: it is written with it or not at all."""
         audit_id = uuid.uuid4().hex
         batch.set(
             self._client.collection(AUDIT_COLLECTION).document(audit_id),
@@ -156,10 +152,6 @@ class OperatorStore:
                 "after": _plain(change.after),
             },
         )
-        try:
-            batch.commit(**self._kw())
-        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
-            raise StoreUnavailable(f"write: {describe_google_error(exc)}") from None
         return audit_id
 
     def recent_runs(self, last: int) -> list[dict[str, Any]]:
