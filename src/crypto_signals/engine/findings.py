@@ -201,7 +201,23 @@ def blocked_line(b: BlockSymbol) -> str:
         for i in b.items[:3]
     )
     more = f" and {len(b.items) - 3} more" if len(b.items) > 3 else ""
-    return f"no heal on {where} this run: the broker sent an unreadable item ({items}{more})"
+    return (
+        f"no heal on {where} this run: the broker sent an unreadable item ({items}{more})"
+        f"{HINT}look at the order in the Alpaca app; this clears by itself once the broker "
+        "serves it in a shape the reconciler reads"
+    )
+
+
+def malformed_line(position_id: str, detail: str) -> str:
+    return (
+        f"{position_id}: {detail}{HINT}fix the document in Firestore (the reconciler never "
+        "touches a document it cannot read)"
+    )
+
+
+def run_failed_line(detail: str, where: Endpoints) -> str:
+    kind_hint = "`crypto-signals runs` shows the recent runs"
+    return f"{detail}{HINT}{kind_hint}; check {where.broker} and {where.firestore}"
 
 
 def findings_of(plan: Plan) -> list[Finding]:
