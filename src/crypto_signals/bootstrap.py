@@ -33,7 +33,11 @@ from crypto_signals.repository.reconciler_state import (
 def endpoints_of(settings: Settings) -> Endpoints:
     """Where this configuration reads from, in words a person can check (no secret)."""
     if settings.alpaca_base_url:
-        host = urlsplit(settings.alpaca_base_url).netloc or settings.alpaca_base_url
+        # Host and port only: a proxy URL may carry credentials (user:password@host).
+        parts = urlsplit(settings.alpaca_base_url)
+        host = parts.hostname or "the host in ALPACA_BASE_URL"
+        if parts.port:
+            host = f"{host}:{parts.port}"
         broker = f"the broker at {host} (ALPACA_BASE_URL)"
     else:
         kind = "paper" if settings.alpaca_paper_trading else "live"
@@ -106,6 +110,7 @@ def build_operator(
         positions=PositionRepository(db, scope, timeouts=timeouts),
         alerts=AlertStateStore(db, scope, timeouts),
         breaker=BreakerStore(db, scope, timeouts),
+        ledger=LedgerStore(db, scope, timeouts),
         lease=RunLease(db, scope, OPERATOR_LEASE, timeouts),
         broker=lambda: _broker(settings),
         policy=settings.policy(),

@@ -208,3 +208,19 @@ def test_5_an_old_zombie_heals_from_a_targeted_look_up_of_its_own_stop(
     assert healed.position_id == "old"
     assert healed.exit_fill_price == 27
     assert listings(world) == []  # no listing at all: only the look-ups
+
+
+def test_credentials_in_a_proxy_url_never_reach_the_report(
+    world: World, sink: DiscordSink, make_reconciler: Build, now: datetime
+) -> None:
+    host_port = world.sim.base_url.split("//", 1)[1]
+    proxy = f"http://proxyuser:ProxyPassw0rd@{host_port}"
+    world.sim.inject_fault("positions", Fault(kind="status", status=500))
+
+    report = make_reconciler(ALPACA_BASE_URL=proxy).reconcile()
+
+    assert report.status is RunStatus.FAILED
+    text = report.model_dump_json() + str(sink.messages)
+    assert "ProxyPassw0rd" not in text
+    assert "proxyuser" not in text
+    assert host_port in text  # the host is named, so a person knows what to check

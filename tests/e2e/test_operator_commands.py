@@ -185,6 +185,8 @@ def test_close_an_unverified_zombie_with_its_exit(
 ) -> None:
     world.position(position_doc("lost", "AVAX/USD", 10.0, 30.0, created_at=now - 9 * H))
     assert make_reconciler().reconcile().unverified_zombies == ["lost"]
+    # The person finds the sell in the Alpaca app (here: it appears at the broker only now).
+    order_id = world.sim.add_fill("AVAX/USD", "sell", "10", price="33.5", at=now - 8 * H)["id"]
 
     done = run(
         env,
@@ -197,7 +199,7 @@ def test_close_an_unverified_zombie_with_its_exit(
         "--exit-time",
         "2026-11-03T10:00:00Z",
         "--exit-order-id",
-        "ord-9",
+        order_id,
         "--json",
     )
     assert done.returncode == 0, done.stderr
@@ -207,9 +209,9 @@ def test_close_an_unverified_zombie_with_its_exit(
     assert doc["exit_fill_price"] == 33.5
     assert doc["realized_pnl_usd"] == pytest.approx(35.0)
     assert doc["realized_pnl_pct"] == pytest.approx(35.0 / 300 * 100)
-    assert doc["exit_order_id"] == "ord-9"
+    assert doc["exit_order_id"] == order_id
     assert doc["strategy_meta"]  # fields it did not touch survive
-    ledger = db.collection(LEDGER_COLLECTION).document("test_positions:ord-9").get().to_dict()
+    ledger = db.collection(LEDGER_COLLECTION).document(f"test_positions:{order_id}").get().to_dict()
     assert ledger is not None
     assert ledger["allocations"]["lost"]["qty"] == "10"
     assert make_reconciler().reconcile().unverified_zombies == []
@@ -403,3 +405,76 @@ def test_every_changing_command_with_dry_run_writes_nothing(
         assert as_json(done)["dry_run"] is True
         assert as_json(done)["audit_id"] is None
     assert snapshot(db) == before
+
+
+def test_close_checks_the_exit_order_it_is_given(
+    world: World, env: dict[str, str], make_reconciler: Build, now: datetime
+) -> None:
+    world.position(position_doc("h1", "LINK/USD", 10.0, 15.0, created_at=now - 9 * H))
+    world.position(position_doc("h2", "LINK/USD", 10.0, 15.0, created_at=now - 8 * H))
+    sell = world.sim.add_fill("LINK/USD", "sell", "10", price="16", at=now - 7 * H)
+    buy = world.sim.add_fill("LINK/USD", "buy", "10", price="14", at=now - 6 * H)
+    report = make_reconciler().reconcile()
+    assert [h.position_id for h in report.healed] == ["h1"]  # FIFO: the sell closed h1
+
+    used = run(
+        env, "close", "h2", "--reason", "x", "--exit-price", "16", "--exit-order-id", sell["id"]
+    )
+    assert used.returncode == 2
+    assert "already closed other positions" in used.stderr
+    wrong_side = run(
+        env, "close", "h2", "--reason", "x", "--exit-price", "14", "--exit-order-id", buy["id"]
+    )
+    assert wrong_side.returncode == 2
+    assert "not a close of this" in wrong_side.stderr
+    unknown = run(
+        env,
+        "close",
+        "h2",
+        "--reason",
+        "x",
+        "--exit-price",
+        "14",
+        "--exit-order-id",
+        "11111111-2222-4333-8444-555555555555",
+    )
+    assert unknown.returncode == 2
+    assert "no filled order" in unknown.stderr
+    assert world.read("h2")["status"] == "OPEN"
+
+
+def test_undo_refuses_to_erase_a_close_written_after_the_heal(
+    world: World,
+    db: firestore.Client,
+    env: dict[str, str],
+    make_reconciler: Build,
+    now: datetime,
+) -> None:
+    world.position(position_doc("p", "ETH/USD", 1.0, 3000.0, created_at=now - 5 * H))
+    world.sim.add_fill("ETH/USD", "sell", "1", price="3300", at=now - H)
+    make_reconciler().reconcile()
+    # The signal job writes its own close over the heal.
+    db.collection("test_positions").document("p").update(
+        {"exit_reason": "TP1", "realized_pnl_usd": 300.0, "updated_at": now}
+    )
+    done = run(env, "undo", "p", "--reason", "x")
+    assert done.returncode == 2
+    assert "written after the reconciler healed it" in done.stderr
+    assert world.read("p")["exit_reason"] == "TP1"
+
+
+def test_a_holding_adopted_closed_and_bought_again_is_adopted_anew(
+    world: World,
+    db: firestore.Client,
+    env: dict[str, str],
+    make_reconciler: Build,
+    now: datetime,
+) -> None:
+    world.sim.add_position("SOL/USD", "40", avg_entry_price="150", current_price="152")
+    first = as_json(run(env, "adopt", "SOL/USD", "--reason", "by hand", "--json"))["target"]
+    db.collection("test_positions").document(first).update({"status": "CLOSED"})
+    again = run(env, "adopt", "SOL/USD", "--reason", "bought again", "--json")
+    assert again.returncode == 0, again.stderr
+    second = as_json(again)["target"]
+    assert second != first
+    assert world.read(second)["status"] == "OPEN"

@@ -191,8 +191,9 @@ def blocked_line(b: BlockSymbol) -> str:
         return (
             f"no heal on {where} this run: the broker's order listing is inconsistent: it lacks "
             f"the entry orders of {entries}{more}, though listed three ways (symbols with a "
-            "slash, without one, and no symbol filter){HINT}check the Alpaca API status; it "
-            "clears by itself when the listing is whole again"
+            f"slash, without one, and no symbol filter), and the broker finds them by id"
+            f"{HINT}check the Alpaca API status; it clears by itself when the listing is whole "
+            "again"
         )
     items = "; ".join(
         f"{i.endpoint} item {i.item_id or '?'}"
@@ -245,11 +246,14 @@ def findings_of(plan: Plan) -> list[Finding]:
             Finding(FindingKind.DRIFT, symbol_key(d.symbol), fingerprint, drift_line(d), d.symbol)
         )
     for r in plan.refused:
+        # Refused because the breaker tripped in this run or an earlier one: the same finding
+        # (a trip must not re-announce every refused heal as "changed" in the next run).
+        halted = r.reason in (RefusalReason.HEAL_LIMIT, RefusalReason.BREAKER_TRIPPED)
         out.append(
             Finding(
                 FindingKind.REFUSED_HEAL,
                 r.heal.position_id,
-                r.reason.value,
+                "halted" if halted else r.reason.value,
                 refused_line(r),
                 r.heal.position_id,
             )

@@ -120,6 +120,14 @@ def undo_of(position_id: str, data: Mapping[str, Any]) -> Undo:
             f"position {position_id} was not healed by the reconciler ({what}): there is no "
             "heal to undo"
         )
+    if data.get("exit_reason") != "CLOSED_EXTERNALLY" or (
+        audit.get("healed_at") is not None and data.get("updated_at") != audit.get("healed_at")
+    ):
+        raise Refused(
+            f"position {position_id} was written after the reconciler healed it (exit_reason "
+            f"{data.get('exit_reason')!r}): undoing the heal would erase that close; fix the "
+            "document by hand if it is wrong"
+        )
     replaced = dict(audit["replaced"])
     absent = tuple(str(f) for f in audit.get("absent") or ())
     orders = tuple(
@@ -128,10 +136,15 @@ def undo_of(position_id: str, data: Mapping[str, Any]) -> Undo:
     return Undo(replaced, absent, orders)
 
 
-def adopted_id(scope: str, account_id: str, holding: BrokerPosition) -> str:
-    """Deterministic: adopting the same orphan twice (the same holding) names one document."""
+def adopted_id(scope: str, account_id: str, holding: BrokerPosition, generation: int = 1) -> str:
+    """Deterministic: adopting the same orphan twice (the same holding) names one document.
+
+    ``generation`` counts adoptions of the same holding after earlier ones closed (the same
+    quantity bought again by hand later): 1 for the first, then 2, 3...
+    """
     identity = "|".join([scope, account_id, symbol_key(holding.symbol), decimal_text(holding.qty)])
-    return f"adopted-{uuid.uuid5(_ADOPT_NAMESPACE, identity)}"
+    base = f"adopted-{uuid.uuid5(_ADOPT_NAMESPACE, identity)}"
+    return base if generation == 1 else f"{base}-{generation}"
 
 
 def adopted_document(

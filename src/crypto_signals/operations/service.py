@@ -30,7 +30,7 @@ from crypto_signals.engine.alerts import Acknowledgement, AlertState, FindingKin
 from crypto_signals.engine.plan import Allocation
 from crypto_signals.engine.plan.book import is_dust, signed_qty
 from crypto_signals.engine.policy import Policy
-from crypto_signals.engine.ports import Broker, Lease
+from crypto_signals.engine.ports import Broker, Lease, LedgerReader
 from crypto_signals.operations.changes import (
     Refused,
     adopted_document,
@@ -104,6 +104,7 @@ class Operator:
         positions: PositionRepository,
         alerts: AlertStateStore,
         breaker: BreakerStore,
+        ledger: LedgerReader,
         lease: Lease,
         broker: Callable[[], Broker],
         policy: Policy,
@@ -114,6 +115,7 @@ class Operator:
         self._positions = positions
         self._alerts = alerts
         self._breaker = breaker
+        self._ledger = ledger
         self._lease = lease
         self._broker = broker  # built only by the commands that read the broker
         self._policy = policy
@@ -228,7 +230,7 @@ class Operator:
             if tracked:
                 ids = ", ".join(p.position_id for p in tracked[:3])
                 raise Refused(f"{symbol} is not an orphan now: open in Firestore as {ids}")
-            pid = adopted_id(self._store.scope, state.account_id, holding)
+            pid = self._adoption_id(state.account_id, holding)
             doc = adopted_document(
                 pid,
                 holding,
@@ -243,13 +245,20 @@ class Operator:
                 f"{decimal_text(abs(holding.qty))}, entry "
                 f"{_usd(holding.avg_entry_price)}): the next run no longer reports the orphan"
             )
-            existing = self._store.read(pid)
-            if existing.exists:
-                raise Refused(
-                    f"{symbol} was already adopted as {pid} (status {existing.data.get('status')})"
-                )
             change = Change("adopt", pid, reason, self._actor, now, {}, doc, pid, create=doc)
             return self._apply(change, message, dry_run)
+
+    def _adoption_id(self, account_id: str, holding: BrokerPosition) -> str:
+        """The first generation of this holding's id that names no document yet; one that
+        names an OPEN position means it was adopted already (refused)."""
+        for generation in range(1, 100):
+            pid = adopted_id(self._store.scope, account_id, holding, generation)
+            existing = self._store.read(pid)
+            if not existing.exists:
+                return pid
+            if existing.data.get("status") == TradeStatus.OPEN.value:
+                raise Refused(f"{holding.display} was already adopted as {pid} (OPEN)")
+        raise Refused(f"{holding.display} was adopted and closed 99 times: adopt it by hand")
 
     # -- close ------------------------------------------------------------------------------
 
@@ -268,6 +277,8 @@ class Operator:
             read = self._store.read(position_id)
             position = self._open_position(position_id, read.exists, read.data)
             self._check_broker_does_not_hold(position)
+            if exit_order_id and not never_filled:
+                self._check_exit_order(position, exit_order_id)
             fields = close_fields(
                 position,
                 exit_price=exit_price,
@@ -356,6 +367,29 @@ class Operator:
         if parsed.status is not TradeStatus.OPEN:
             raise Refused(f"position {position_id} is not OPEN (it is {parsed.status.value})")
         return parsed
+
+    def _check_exit_order(self, position: Position, order_id: str) -> None:
+        """The order an operator names as the exit must be a fill on the position's symbol and
+        closing side with enough of it left: the ledger records it as fact."""
+        found = self._broker().fetch_orders([order_id], [])
+        order = next((o for o in found.orders if o.id == order_id), None)
+        if order is None or not order.is_fill:
+            raise Refused(f"the broker has no filled order {order_id}: check the id")
+        closing = "sell" if position.side == "buy" else "buy"
+        if order.key != symbol_key(position.symbol) or order.side != closing:
+            raise Refused(
+                f"order {order_id} is a {order.side} of {order.symbol}, not a close of this "
+                f"{position.side} {position.symbol} position"
+            )
+        used = sum((p.qty for p in self._ledger.postings_for([order_id])), Decimal(0))
+        left = order.filled - used
+        if left < position.qty and not self._policy.qty_close(left, position.qty):
+            raise Refused(
+                f"order {order_id} filled {decimal_text(order.filled)}, of which "
+                f"{decimal_text(used)} already closed other positions: "
+                f"{decimal_text(max(left, Decimal(0)))} is left, less than this position's "
+                f"{decimal_text(position.qty)}"
+            )
 
     def _check_broker_does_not_hold(self, position: Position) -> None:
         """Refused while the broker holds more of the symbol than the other open positions
