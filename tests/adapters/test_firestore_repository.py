@@ -13,6 +13,7 @@ from crypto_signals.engine.alerts import AlertState, FindingKind, Notice
 from crypto_signals.engine.plan import Allocation, Evidence, Heal
 from crypto_signals.engine.ports import HealOutcome
 from crypto_signals.repository.firestore import PositionRepository
+from crypto_signals.repository.firestore_common import fields_of
 from crypto_signals.repository.ledger import LedgerStore
 from crypto_signals.repository.reconciler_state import (
     RUNS_COLLECTION,
@@ -179,6 +180,40 @@ def test_alert_states_round_trip_per_scope(db: firestore.Client) -> None:
     AlertStateStore(db, COLL, None).save([state])
     assert AlertStateStore(db, COLL, None).load() == {"orphan:SOLUSD": state}
     assert AlertStateStore(db, "live_positions", None).load() == {}
+
+
+def test_fields_of_a_snapshot_are_what_to_dict_gives(db: firestore.Client) -> None:
+    # fields_of skips to_dict()'s deep copy; it must read exactly the same fields.
+    doc = {
+        **position_doc("p-1", "BTC/USD", 0.5, 60000, created_at=T0),
+        "reconciler": {"held": True, "replaced": {"exit_time": T0, "tags": ["a", "b"]}},
+    }
+    seed(db, doc)
+    [streamed] = db.collection(COLL).stream()
+    fetched = db.collection(COLL).document("p-1").get()
+    missing = db.collection(COLL).document("p-none").get()
+    assert fields_of(streamed) == streamed.to_dict()
+    assert fields_of(fetched) == fetched.to_dict()
+    assert fields_of(missing) == {}
+
+    class Opaque:  # a library version that no longer keeps the data as _data
+        exists = True
+
+        def to_dict(self) -> dict[str, object]:
+            return {"qty": 1}
+
+    assert fields_of(Opaque()) == {"qty": 1}
+
+
+def test_lease_is_taken_in_one_round_trip_when_free(db: firestore.Client) -> None:
+    lease = RunLease(db, COLL, timedelta(minutes=10))
+    grant = lease.acquire("run-1", T0)
+    assert grant.acquired
+    assert (lease.round_trips, lease.reads, lease.writes) == (1, 0, 1)
+    # Held: one failed create and one read, and the holder is named.
+    refused = lease.acquire("run-2", T0 + timedelta(minutes=1))
+    assert (refused.acquired, refused.holder) == (False, "run-1")
+    assert (lease.round_trips, lease.reads, lease.writes) == (3, 1, 1)
 
 
 def test_lease_is_exclusive_and_expires(db: firestore.Client) -> None:

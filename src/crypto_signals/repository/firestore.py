@@ -48,6 +48,7 @@ from crypto_signals.repository.firestore_common import (
     Counter,
     FirestoreTimeouts,
     describe_google_error,
+    fields_of,
 )
 
 __all__ = [
@@ -248,14 +249,14 @@ class PositionRepository:
         malformed: list[Issue] = []
         held: set[str] = set()
         for doc in self._stream(query):
-            data = doc.to_dict()
+            data = fields_of(doc)
             parsed = parse_position(doc.id, data)
             if isinstance(parsed, Issue):
                 malformed.append(parsed)
                 continue
             self._read_times[doc.id] = doc.update_time
-            self._replaced[doc.id] = replaced_values(data or {})
-            audit = (data or {}).get("reconciler")
+            self._replaced[doc.id] = replaced_values(data)
+            audit = data.get("reconciler")
             if isinstance(audit, dict) and audit.get("held") is True:
                 held.add(doc.id)
             positions.append(parsed)
@@ -266,12 +267,7 @@ class PositionRepository:
         query = self._collection.where(
             filter=firestore.FieldFilter("reconciler.alert_pending", "==", True)
         ).select(_ANNOUNCE_FIELDS)
-        out = []
-        for doc in self._stream(query):
-            data = doc.to_dict() or {}
-            data["position_id"] = doc.id
-            out.append(data)
-        return out
+        return [{**fields_of(doc), "position_id": doc.id} for doc in self._stream(query)]
 
     def get_closed_positions(self, since: datetime) -> tuple[ClosedPosition, ...]:
         """Positions closed since ``since``: their orders belong to them, and the signal job's
@@ -286,7 +282,7 @@ class PositionRepository:
         ).select(_CLOSED_FIELDS)
         return tuple(
             sorted(
-                (closed_position(doc.id, doc.to_dict() or {}) for doc in self._stream(query)),
+                (closed_position(doc.id, fields_of(doc)) for doc in self._stream(query)),
                 key=lambda c: c.position_id,
             )
         )

@@ -15,7 +15,7 @@ would look free again to a later run listing that far back. The ledger has no TT
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -27,7 +27,11 @@ from crypto_signals.domain.schemas import decimal_text
 from crypto_signals.domain.snapshots import Posting, PostingSource
 from crypto_signals.engine.plan import Allocation
 from crypto_signals.engine.ports import StoreUnavailable
-from crypto_signals.repository.firestore_common import FirestoreTimeouts, describe_google_error
+from crypto_signals.repository.firestore_common import (
+    FirestoreTimeouts,
+    describe_google_error,
+    fields_of,
+)
 
 LEDGER_COLLECTION = "reconciler_ledger"
 
@@ -143,13 +147,13 @@ class LedgerStore:
                 self.reads += 1
                 if not snap.exists:
                     continue
-                postings += _postings_of(snap.to_dict() or {}, snap.id)
+                postings += _postings_of(fields_of(snap), snap.id)
         except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
             raise StoreUnavailable(f"ledger: {describe_google_error(exc)}") from None
         return tuple(postings)
 
 
-def _postings_of(data: dict[str, Any], doc_id: str) -> list[Posting]:
+def _postings_of(data: Mapping[str, Any], doc_id: str) -> list[Posting]:
     order_id = str(data.get("order_id") or doc_id.split(":", 1)[-1])
     allocations = data.get("allocations")
     if not isinstance(allocations, dict):

@@ -17,7 +17,11 @@ from google.cloud import firestore
 from crypto_signals.domain.snapshots import BreakerState
 from crypto_signals.engine.alerts import Acknowledgement, AlertState, FindingKind, Notice
 from crypto_signals.engine.ports import LeaseGrant, StoreUnavailable
-from crypto_signals.repository.firestore_common import FirestoreTimeouts, describe_google_error
+from crypto_signals.repository.firestore_common import (
+    FirestoreTimeouts,
+    describe_google_error,
+    fields_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ class AlertStateStore(_Base):
         try:
             for doc in query.stream(**self._kw()):
                 self.reads += 1
-                state = _state_from(doc.to_dict() or {})
+                state = _state_from(fields_of(doc))
                 if state is not None:
                     states[state.finding_id] = state
                 else:
@@ -151,6 +155,9 @@ class RunLease(_Base):
     ``create`` succeeds for exactly one of several simultaneous runs; an expired lease is taken
     over with an update guarded by the update_time that was read, so of two runs that both saw
     it expired, one wins. A crashed run's lease simply expires.
+
+    A run releases its lease by deleting it, so the lease is usually absent: ``create`` is tried
+    first (one round trip), and only a lease that exists is read and, if expired, taken over.
     """
 
     def __init__(
@@ -168,13 +175,16 @@ class RunLease(_Base):
         expires_at = now + self._duration
         data = {"holder": run_id, "acquired_at": now, "expires_at": expires_at}
         try:
-            self.round_trips += 1
-            snap = self._ref.get(**self._kw())
-            self.reads += 1
-            if not snap.exists:
+            try:
                 self.round_trips += 1
                 result = self._ref.create(data, **self._kw())
-            else:
+            except (gexc.AlreadyExists, gexc.Conflict):
+                self.round_trips += 1
+                snap = self._ref.get(**self._kw())
+                self.reads += 1
+                if not snap.exists:
+                    # Released between the two calls: another run may be taking it right now.
+                    return LeaseGrant(False, "another run (taken concurrently)", None)
                 current = snap.to_dict() or {}
                 expires = current.get("expires_at")
                 if isinstance(expires, datetime) and expires > now:
