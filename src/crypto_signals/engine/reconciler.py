@@ -13,10 +13,12 @@ finishes from:
 6. the run's report is stored and the lease released.
 
 Within a step, calls that do not depend on each other run at the same time (:func:`_both`):
-the two reads of step 2, the closed-order listing and the closed positions' order ids, the
-outbox and the alert states, and clearing the two after delivery. A run therefore waits about
-one round trip per step, not one per call, which is what latency to Alpaca and Firestore
-makes expensive.
+the reads of step 2 (the open book, the broker, the breaker), the closed positions, the
+closed-order listing and the look-ups of old candidates, the outbox's read and the alert
+states' read and write, and clearing the two after delivery. A run therefore waits about one
+round trip per step, not one per call, which is what latency to Alpaca and Firestore makes
+expensive. What runs at the same time affects the report (errors, their order) only
+afterwards, in the calling thread, in the order of the steps above.
 
 ``reconcile`` never raises for a broker, Firestore or Discord failure: the report says so.
 """
@@ -31,7 +33,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from crypto_signals.domain.schemas import (
     DriftEntry,
@@ -55,13 +57,21 @@ from crypto_signals.domain.snapshots import (
     SymbolForm,
 )
 from crypto_signals.engine import findings as words
-from crypto_signals.engine.alerts import Finding, FindingKind, decide_alerts
+from crypto_signals.engine.alerts import (
+    AlertDecision,
+    AlertState,
+    Finding,
+    FindingKind,
+    decide_alerts,
+)
 from crypto_signals.engine.alerts import delivered as delivered_state
 from crypto_signals.engine.messages import AlertBatch, DeliveryOutcome, Endpoints
 from crypto_signals.engine.plan import (
     Allocation,
+    Book,
     Heal,
     Plan,
+    classify,
     evidence_query,
     plan_reconciliation,
 )
@@ -74,6 +84,7 @@ from crypto_signals.engine.ports import (
     BrokerDeadline,
     BrokerUnavailable,
     HealOutcome,
+    HealResult,
     Lease,
     LeaseGrant,
     LedgerReader,
@@ -87,6 +98,7 @@ log = logging.getLogger(__name__)
 
 A = TypeVar("A")
 B = TypeVar("B")
+T = TypeVar("T")
 
 
 def _both(first: Callable[[], A], second: Callable[[], B], *, name: str) -> tuple[A, B]:
@@ -100,6 +112,19 @@ def _both(first: Callable[[], A], second: Callable[[], B], *, name: str) -> tupl
         later = pool.submit(contextvars.copy_context().run, second)
         result = first()  # if this raises, leaving the block still waits for ``later``
     return result, later.result()
+
+
+# The unannounced heals (PositionRepository.get_unannounced_heals).
+_Outbox = list[dict[str, Any]]
+
+
+def _attempt(call: Callable[[], T]) -> T | StoreUnavailable:
+    """``call()``, or the Firestore failure it raised: for a call whose failure is recorded
+    later (in the calling thread, in the order of the run's steps) rather than where it ran."""
+    try:
+        return call()
+    except StoreUnavailable as exc:
+        return exc
 
 
 def _utcnow() -> datetime:
@@ -260,7 +285,9 @@ class StateReconciler:
             ),
             name="reconcile-read",
         )
-        closed, ledger = self._gather_evidence(run, store_state, broker_state)
+        # Classified once, for the evidence query and the plan.
+        book = classify(store_state, broker_state, self._policy, run.started)
+        closed, ledger = self._gather_evidence(run, store_state, broker_state, book)
         if not closed.complete:
             run.errors.append(
                 Issue(
@@ -288,6 +315,7 @@ class StateReconciler:
             ledger=ledger,
             breaker=breaker_state,
             force=force,
+            book=book,
         )
         run.critical.extend(words.critical_issues_of(plan))
         self._log_findings(plan)
@@ -298,17 +326,38 @@ class StateReconciler:
 
         self._check_deadline(run, "healing")
         self._record_breaker(run, plan)
-        self._apply_heals(run, plan)
-        self._check_deadline(run, "notifying")
         malformed = [
-            Finding(FindingKind.MALFORMED_DOCUMENT, i.key, i.detail, f"{i.key}: {i.detail}")
+            Finding(
+                FindingKind.MALFORMED_DOCUMENT,
+                i.key,
+                i.detail,
+                words.malformed_line(i.key, i.detail),
+            )
             for i in store_state.malformed
         ]
-        self._notify(run, plan, extra=malformed)
+
+        # Step 3, the heals; then the outbox they added to is read while the alert states are
+        # read and written with the notices they owe (read and written back to back, as before:
+        # a person's acknowledgement written in between would be overwritten). Discord waits
+        # for both.
+        results = self._write_heals(run, plan)
+        outbox, owed = _both(
+            lambda: _attempt(self._store.get_unannounced_heals),
+            lambda: _attempt(lambda: self._owe(run, plan, malformed, None, self._load_states())),
+            name="reconcile-outbox",
+        )
+        self._record_heals(run, plan, results)
+        self._check_deadline(run, "notifying")
+        if isinstance(outbox, StoreUnavailable) or isinstance(owed, StoreUnavailable):
+            # As when they ran one after the other: the outbox's failure is named first.
+            failure = outbox if isinstance(outbox, StoreUnavailable) else owed
+            run.errors.append(Issue(IssueKind.ALERT_STATE_FAILED, "", str(failure)))
+            return plan
+        self._deliver(run, outbox, *owed)
         return plan
 
     def _gather_evidence(
-        self, run: _Run, store_state: StoreState, broker_state: BrokerState
+        self, run: _Run, store_state: StoreState, broker_state: BrokerState, book: Book
     ) -> tuple[ClosedOrders, Ledger]:
         """The closed orders the plan needs and what earlier heals took from their fills.
 
@@ -316,7 +365,7 @@ class StateReconciler:
         self-checked listing, and the targeted look-ups of old candidates' orders; then the
         ledger's postings for the fills found, in one batched get.
         """
-        query = evidence_query(store_state, broker_state, self._policy, run.started)
+        query = evidence_query(store_state, broker_state, self._policy, run.started, book=book)
         if query is None:
             return ClosedOrders(()), Ledger()
         deadline = run.deadline
@@ -400,11 +449,14 @@ class StateReconciler:
             )
             log.warning("breaker reset by a forced run", extra={"event": "breaker_reset"})
 
-    def _apply_heals(self, run: _Run, plan: Plan) -> None:
+    def _write_heals(self, run: _Run, plan: Plan) -> list[HealResult]:
         if not plan.heals:
-            return
+            return []
+        return self._store.apply_heals(plan.heals, run_id=run.run_id, now=run.started)
+
+    def _record_heals(self, run: _Run, plan: Plan, results: list[HealResult]) -> None:
         by_id = {h.position_id: h for h in plan.heals}
-        for result in self._store.apply_heals(plan.heals, run_id=run.run_id, now=run.started):
+        for result in results:
             heal = by_id[result.position_id]
             if result.outcome is HealOutcome.APPLIED:
                 run.healed.append(_healed(heal))
@@ -442,26 +494,50 @@ class StateReconciler:
     ) -> None:
         """Announce what is new, through the outbox, and clear it only after delivery.
 
-        ``only`` limits the decision to some kinds of finding: a failed run knows nothing about
-        orphans or drift, so it must neither announce nor "resolve" them.
+        The failure path's notification (a completed run does the same in step 3 and
+        :meth:`_deliver`). ``only`` limits the decision to some kinds of finding: a failed run
+        knows nothing about orphans or drift, so it must neither announce nor "resolve" them.
         """
-        alerts = self._alerts
         try:
             heals, states = _both(
-                self._store.get_unannounced_heals,
-                alerts.load if alerts else dict,
-                name="reconcile-outbox",
+                self._store.get_unannounced_heals, self._load_states, name="reconcile-outbox"
             )
-            if only is not None:
-                states = {k: v for k, v in states.items() if v.kind in only}
-            decision = decide_alerts(
-                words.findings_of(plan) + (extra or []), states, run.started, self._realert_after
-            )
-            if self._alerts and decision.writes:
-                self._alerts.save(decision.writes)
+            owed = self._owe(run, plan, extra, only, states)
         except StoreUnavailable as exc:
             run.errors.append(Issue(IssueKind.ALERT_STATE_FAILED, "", str(exc)))
             return
+        self._deliver(run, heals, *owed)
+
+    def _load_states(self) -> dict[str, AlertState]:
+        return self._alerts.load() if self._alerts else {}
+
+    def _owe(
+        self,
+        run: _Run,
+        plan: Plan,
+        extra: list[Finding] | None,
+        only: frozenset[FindingKind] | None,
+        states: dict[str, AlertState],
+    ) -> tuple[dict[str, AlertState], AlertDecision]:
+        """Decide what to say and write the alert states with the notices they owe."""
+        if only is not None:
+            states = {k: v for k, v in states.items() if v.kind in only}
+        decision = decide_alerts(
+            words.findings_of(plan) + (extra or []), states, run.started, self._realert_after
+        )
+        if self._alerts and decision.writes:
+            self._alerts.save(decision.writes)
+        return states, decision
+
+    def _deliver(
+        self,
+        run: _Run,
+        heals: _Outbox,
+        states: dict[str, AlertState],
+        decision: AlertDecision,
+    ) -> None:
+        """Send what the outbox owes; clear what Discord accepted."""
+        alerts = self._alerts
         sections = words.alert_sections(heals, decision.owed)
         if not sections:
             return
@@ -519,7 +595,8 @@ class StateReconciler:
         """Tell a person the run failed, once per failure kind (needs a readable Firestore)."""
         if run.dry_run or kind is IssueKind.STORE_UNAVAILABLE:
             return  # without Firestore there is no dedup: Cloud Monitoring alerts instead
-        finding = Finding(FindingKind.RUN_FAILED, kind.value, kind.value, f"{detail}")
+        line = words.run_failed_line(detail, self._endpoints)
+        finding = Finding(FindingKind.RUN_FAILED, kind.value, kind.value, line)
         try:
             self._notify(run, Plan(), extra=[finding], only=frozenset({FindingKind.RUN_FAILED}))
         except Exception:

@@ -60,6 +60,7 @@ from crypto_signals.engine.plan.actions import (
     Unverified,
     UnverifiedReason,
 )
+from crypto_signals.engine.plan.book import Book, classify
 from crypto_signals.engine.plan.planner import plan_reconciliation
 from crypto_signals.engine.plan.query import evidence_candidates, evidence_query
 
@@ -69,6 +70,7 @@ __all__ = [
     "Allocation",
     "BlockReason",
     "BlockSymbol",
+    "Book",
     "Defer",
     "DeferReason",
     "DriftKind",
@@ -84,6 +86,7 @@ __all__ = [
     "TripBreaker",
     "Unverified",
     "UnverifiedReason",
+    "classify",
     "evidence_candidates",
     "evidence_query",
     "plan_reconciliation",

@@ -17,7 +17,7 @@ from crypto_signals.domain.snapshots import (
 from crypto_signals.domain.symbols import symbol_key
 from crypto_signals.engine.plan.actions import Action, AlertOrphan, Halted, IgnoreDust, Plan
 from crypto_signals.engine.plan.blocking import ANY_SYMBOL, blocked_symbols, inconsistent_listing
-from crypto_signals.engine.plan.book import Holding, classify
+from crypto_signals.engine.plan.book import Book, Holding, classify
 from crypto_signals.engine.plan.evidence import OrderIndex
 from crypto_signals.engine.plan.limits import gate_heals
 from crypto_signals.engine.plan.ownership import Owners, remaining, used_quantities
@@ -41,12 +41,15 @@ def plan_reconciliation(
     ledger: Ledger | None = None,
     breaker: BreakerState | None = None,
     force: bool = False,
+    book: Book | None = None,
 ) -> Plan:
     """Decide what to do. ``closed`` holds the orders of :func:`evidence_query`'s listing;
-    ``ledger`` what earlier heals and closes took from those fills; ``breaker`` its state."""
+    ``ledger`` what earlier heals and closes took from those fills; ``breaker`` its state;
+    ``book`` is ``classify(store, broker, policy, now)`` when the caller has it already."""
     ledger = ledger or Ledger()
     breaker = breaker or BreakerState()
-    book = classify(store, broker, policy, now)
+    if book is None:
+        book = classify(store, broker, policy, now)
     blocks = blocked_symbols((*broker.unreadable, *closed.unreadable), book.reconcilable)
     blocks.update(inconsistent_listing(closed.missing, book.reconcilable))
 

@@ -14,15 +14,24 @@ from datetime import datetime
 
 from crypto_signals.domain.schemas import Position
 from crypto_signals.domain.snapshots import BrokerState, EvidenceQuery, ExpectedEntry, StoreState
-from crypto_signals.engine.plan.book import Holding, classify
+from crypto_signals.engine.plan.book import Book, Holding, classify
 from crypto_signals.engine.policy import Policy
 
 
 def evidence_candidates(
-    store: StoreState, broker: BrokerState, policy: Policy, now: datetime
+    store: StoreState,
+    broker: BrokerState,
+    policy: Policy,
+    now: datetime,
+    *,
+    book: Book | None = None,
 ) -> list[Position]:
-    """Settled positions on symbols the broker no longer holds, or holds less of."""
-    book = classify(store, broker, policy, now)
+    """Settled positions on symbols the broker no longer holds, or holds less of.
+
+    ``book`` is ``classify(store, broker, policy, now)`` when the caller has it already.
+    """
+    if book is None:
+        book = classify(store, broker, policy, now)
     return [p for b in book.with_holding(Holding.NOT_HELD, Holding.EXCESS) for p in b.settled]
 
 
@@ -44,10 +53,19 @@ def _rotation(old: list[Position], policy: Policy, now: datetime) -> list[Positi
 
 
 def evidence_query(
-    store: StoreState, broker: BrokerState, policy: Policy, now: datetime
+    store: StoreState,
+    broker: BrokerState,
+    policy: Policy,
+    now: datetime,
+    *,
+    book: Book | None = None,
 ) -> EvidenceQuery | None:
-    """The evidence the plan needs, or None when no position needs any."""
-    candidates = evidence_candidates(store, broker, policy, now)
+    """The evidence the plan needs, or None when no position needs any.
+
+    ``book`` is ``classify(store, broker, policy, now)`` when the caller has it already (the
+    shell classifies once for this and :func:`plan_reconciliation`).
+    """
+    candidates = evidence_candidates(store, broker, policy, now, book=book)
     if not candidates:
         return None
     fresh = [p for p in candidates if _is_fresh(p, policy, now)]
