@@ -78,6 +78,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-cold-start", action="store_true", help="skip the cold start")
     parser.add_argument("--naive-full", action="store_true", help="never extrapolate naive")
     parser.add_argument("--no-write", action="store_true", help="do not write docs/")
+    parser.add_argument(
+        "--sim-in-process",
+        action="store_true",
+        help="run the Alpaca simulator in this process (as before 2026-12) instead of its own",
+    )
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
     return args
@@ -107,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_logging()
 
     print("Starting the Firestore emulator, the Alpaca simulator and the Discord sink ...")
-    stands = Stands.start()
+    stands = Stands.start(sim_in_process=args.sim_in_process)
     results: list[SizeResult] = []
     wan: list[WanResult] = []
     cold: ColdStartResult | None = None

@@ -26,10 +26,11 @@ class Phase(NamedTuple):
 
 
 # In the order of a run (engine/reconciler.py): lease; the three reads of step 2 at once; the
-# evidence query; the closed positions and the evidence listing at once, then the ledger; the
-# plan; heals; the outbox and the alert states at once, alert states, Discord, then clearing
-# both at once; the run log; the lease. The breaker's writes (trip, reset) are not timed: a
-# forced run on a fresh world never trips it, and there is nothing tripped to reset.
+# book classified once; the evidence query; the closed positions, the evidence listing and the
+# look-ups at once, then the ledger; the plan; the heals and then the outbox, while the alert
+# states are loaded and saved; Discord; then clearing both at once; the run log; the lease. The
+# breaker's writes (trip, reset) are not timed: a forced run on a fresh world never trips it,
+# and there is nothing tripped to reset.
 #
 # The planning functions are wrapped where the reconciler looks them up (its module namespace,
 # bound by ``from crypto_signals.engine.plan import ...``): wrapping them in
@@ -41,6 +42,7 @@ PHASES: tuple[Phase, ...] = (
     ),
     Phase("broker: account, positions, open orders ∥", "broker.alpaca:AlpacaBroker.fetch_state"),
     Phase("Firestore: breaker state ∥", "repository.reconciler_state:BreakerStore.load"),
+    Phase("plan: classify()", "engine.reconciler:classify"),
     Phase("plan: evidence_query()", "engine.reconciler:evidence_query"),
     Phase(
         "Firestore: closed positions ∥",
@@ -49,13 +51,14 @@ PHASES: tuple[Phase, ...] = (
     Phase("broker: closed orders (evidence) ∥", "broker.alpaca:AlpacaBroker.fetch_closed_orders"),
     Phase("Firestore: ledger postings (one get)", "repository.ledger:LedgerStore.postings_for"),
     Phase("plan: plan_reconciliation()", "engine.reconciler:plan_reconciliation"),
-    Phase("Firestore: write heals", "repository.firestore:PositionRepository.apply_heals"),
+    Phase("Firestore: write heals ∥", "repository.firestore:PositionRepository.apply_heals"),
     Phase(
-        "Firestore: outbox read ∥", "repository.firestore:PositionRepository.get_unannounced_heals"
+        "Firestore: outbox read (after the heals) ∥",
+        "repository.firestore:PositionRepository.get_unannounced_heals",
     ),
     Phase("Firestore: alert states load ∥", "repository.reconciler_state:AlertStateStore.load"),
     Phase(
-        "Firestore: alert states save (x2; the 2nd ∥)",
+        "Firestore: alert states save (x2, each ∥)",
         "repository.reconciler_state:AlertStateStore.save",
     ),
     Phase("Discord: send", "notifications.discord:DiscordWebhookClient.send"),

@@ -16,6 +16,7 @@ from google.cloud import firestore
 
 from benchmarks.naive_reconciler import NaiveReconciler, NaiveStats
 from benchmarks.reconcile.network import Network
+from benchmarks.reconcile.sim_process import SimulatorProcess
 from benchmarks.reconcile.stands import BENCH_KEY, BENCH_SECRET, Stands
 from benchmarks.reconcile.world import COLLECTION, WorldSpec
 from crypto_signals.bootstrap import build_reconciler
@@ -54,7 +55,7 @@ class ChildRss:
     ru_maxrss_mb: float  # inherits the parent's high-water mark: shown, not used
 
 
-def calls_and_pages(sim: AlpacaSimulator) -> tuple[int, int]:
+def calls_and_pages(sim: AlpacaSimulator | SimulatorProcess) -> tuple[int, int]:
     """(calls that start something, extra pages) in the simulator's request log.
 
     An orders request for the same status as the orders request before it continues that

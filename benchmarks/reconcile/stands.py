@@ -11,6 +11,7 @@ from typing import TextIO
 
 from google.cloud import firestore
 
+from benchmarks.reconcile.sim_process import SimulatorProcess
 from benchmarks.reconcile.world import WorldSpec, seed_firestore
 from crypto_signals.logging_setup import configure_logging
 from crypto_signals.sandbox.alpaca_sim import AlpacaSimulator
@@ -25,14 +26,20 @@ PROJECT = "demo-crypto-signals-bench"
 @dataclass
 class Stands:
     emulator: FirestoreEmulator
-    sim: AlpacaSimulator
+    # In a child process by default (sim_process.py): the real broker is not in the
+    # reconciler's process either. In this process with --sim-in-process, as before 2026-12.
+    sim: SimulatorProcess | AlpacaSimulator
     sink: DiscordSink
     db: firestore.Client
 
     @classmethod
-    def start(cls) -> Stands:
+    def start(cls, *, sim_in_process: bool = False) -> Stands:
         emulator = FirestoreEmulator(project=PROJECT).start()
-        sim = AlpacaSimulator(api_key=BENCH_KEY, secret_key=BENCH_SECRET).start()
+        sim: SimulatorProcess | AlpacaSimulator
+        if sim_in_process:
+            sim = AlpacaSimulator(api_key=BENCH_KEY, secret_key=BENCH_SECRET).start()
+        else:
+            sim = SimulatorProcess.start(api_key=BENCH_KEY, secret_key=BENCH_SECRET)
         sink = DiscordSink().start()
         return cls(emulator, sim, sink, emulator.client())
 
@@ -56,7 +63,7 @@ class Stands:
 
     def fresh_world(self, spec: WorldSpec) -> None:
         self.emulator.clear()
-        seed_firestore(self.db, self.sim, spec)
+        seed_firestore(self.db, spec)
         self.sim.clear_requests()
         self.sink.reset()
 

@@ -16,9 +16,10 @@ from typing import Any
 
 from google.cloud import firestore
 
+from benchmarks.reconcile.sim_process import SimulatorProcess
 from crypto_signals.repository.firestore import collection_for
 from crypto_signals.sandbox.alpaca_sim import AlpacaSimulator
-from crypto_signals.sandbox.scenarios import World, entry_order_id, position_doc
+from crypto_signals.sandbox.scenarios import entry_order_id, position_doc
 
 # The positions collection of a DEV deployment (the stand-ins' environment is DEV).
 COLLECTION = collection_for("DEV")
@@ -353,12 +354,15 @@ def build_world(n: int, now: datetime, account_id: str) -> WorldSpec:
     return spec
 
 
-def seed_broker(sim: AlpacaSimulator, spec: WorldSpec) -> None:
+def seed_broker(sim: AlpacaSimulator | SimulatorProcess, spec: WorldSpec) -> None:
     """The simulator is read-only to the reconciler: seeded once per N, reused by every run.
 
     Only the simulator's public API: it refuses a duplicate order id or client order id itself
     (an index lookup, so seeding is linear in the orders).
     """
+    if isinstance(sim, SimulatorProcess):
+        sim.seed(spec.positions, spec.orders)  # the same calls, made in its process
+        return
     sim.reset()
     for position in spec.positions:
         sim.add_position(**position)
@@ -366,8 +370,12 @@ def seed_broker(sim: AlpacaSimulator, spec: WorldSpec) -> None:
         sim.add_order(**order)
 
 
-def seed_firestore(db: firestore.Client, sim: AlpacaSimulator, spec: WorldSpec) -> None:
-    """A fresh Firestore world (a run heals, so every timed run needs its own)."""
+def seed_firestore(db: firestore.Client, spec: WorldSpec) -> None:
+    """A fresh Firestore world (a run heals, so every timed run needs its own).
+
+    Documents only: their entry orders are in ``spec.orders``, seeded once per N
+    (:func:`seed_broker`).
+    """
     # Young positions are young relative to the run, not to when the spec was built.
     young_at = datetime.now(UTC) - timedelta(minutes=1)
     docs = [
@@ -377,10 +385,13 @@ def seed_firestore(db: firestore.Client, sim: AlpacaSimulator, spec: WorldSpec) 
         for d in spec.docs
     ]
     chunks = [docs[i : i + SEED_CHUNK] for i in range(0, len(docs), SEED_CHUNK)]
+    collection = db.collection(COLLECTION)
 
     def write(chunk: list[dict[str, Any]]) -> None:
-        # The entry orders are in spec.orders, seeded once per N (seed_broker): documents only.
-        World(db, sim, COLLECTION).positions(chunk, entry=False)
+        batch = db.batch()
+        for doc in chunk:
+            batch.set(collection.document(str(doc["position_id"])), doc)
+        batch.commit()
 
     with ThreadPoolExecutor(max_workers=SEED_WORKERS) as pool:
         list(pool.map(write, chunks))
