@@ -9,6 +9,7 @@ the same broker history.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -28,9 +29,10 @@ from crypto_signals.domain.snapshots import (
     StoreState,
 )
 from crypto_signals.engine.alerts import decide_alerts, delivered
-from crypto_signals.engine.findings import blocked_line, findings_of
+from crypto_signals.engine.findings import blocked_line, critical_issues_of, findings_of
 from crypto_signals.engine.plan import (
     BlockReason,
+    DeferReason,
     DriftKind,
     Evidence,
     Plan,
@@ -221,13 +223,14 @@ ONE_RUN = [
         Expect(heals={"old": (("m", "1"),)}, zombies=BTC),
     ),
     row(
-        "6: closed by hand after the re-entry: FIFO gives the sell to the older position",
+        "6: a sell after the re-entry could close either position, and the broker holds the "
+        "other: the evidence does not say which, so nothing heals (ambiguous drift)",
         World(
             (pos("old"), pos("new", created=at(30), filled=at(30))),
             orders=(fill("m", "sell", "1", "120", at(60)),),
             broker=(bpos("BTCUSD", "1"),),
         ),
-        Expect(heals={"old": (("m", "1"),)}, zombies=BTC),
+        Expect(zombies=BTC, drift=BTC),
     ),
     row(
         "6: evidence that would leave the book below the broker's quantity heals nothing (drift)",
@@ -510,3 +513,116 @@ def test_a_looked_up_entry_that_never_filled_heals_even_when_the_listing_was_cut
     looked = replace(cut, looked_up=frozenset({"p1"}))
     [heal] = plan_reconciliation(store, broker, looked, Policy(), NOW).heals
     assert heal.evidence is Evidence.ENTRY_NEVER_FILLED
+
+
+# ---- the adversarial review's cases -----------------------------------------------------------
+
+
+def plan_of(world: World, closed: ClosedOrders, now: datetime = NOW) -> Plan:
+    return plan_reconciliation(
+        StoreState(world.positions),
+        BrokerState(ACCOUNT, world.broker, ()),
+        closed,
+        world.policy,
+        now,
+        ledger=world.ledger,
+    )
+
+
+def test_review_1_a_sell_either_position_could_have_made_heals_neither() -> None:
+    # old and new hold 0.1 each; the broker holds 0.1; one sell of 0.1 after both entries.
+    world = World(
+        (
+            pos("old", qty=0.1, entry=60000.0),
+            pos("new", qty=0.1, entry=70000.0, created=at(180), filled=at(180)),
+        ),
+        orders=(fill("s", "sell", "0.1", "68000", at(300)),),
+        broker=(bpos("BTCUSD", "0.1", "6800"),),
+    )
+    plan = world.plan()
+    assert plan.heals == ()
+    (drift,) = plan.drift
+    assert drift.kind is DriftKind.AMBIGUOUS
+    assert drift.position_ids == ("new", "old")
+
+
+def test_review_1_a_fill_the_signal_job_may_be_writing_waits_a_run() -> None:
+    world = World(
+        (pos("p1"),), orders=(fill("s", "sell", "1", "120", NOW - timedelta(seconds=40)),)
+    )
+    plan = world.plan()
+    assert plan.heals == ()
+    assert plan.unverified == ()
+    assert [(d.position_id, d.reason) for d in plan.deferred] == [("p1", DeferReason.FILL_SETTLING)]
+    later = plan_of(world, ClosedOrders(world.orders), NOW + timedelta(minutes=3))
+    assert [h.position_id for h in later.heals] == ["p1"]
+
+
+def test_review_3_a_position_older_than_the_listing_never_takes_a_fill_from_it() -> None:
+    # old opened before the listing's start (its own close lies before the window); fresh was
+    # sold an hour ago. The sell is fresh's, never old's.
+    world = World(
+        (
+            pos(
+                "old",
+                "ETH/USD",
+                entry=2000.0,
+                created=NOW - timedelta(days=10),
+                filled=NOW - timedelta(days=10),
+            ),
+            pos(
+                "fresh",
+                "ETH/USD",
+                entry=3000.0,
+                created=NOW - timedelta(days=1),
+                filled=NOW - timedelta(days=1),
+            ),
+        ),
+        orders=(fill("s1", "sell", "1", "3300", NOW - timedelta(hours=1), symbol="ETH/USD"),),
+    )
+    listed = ClosedOrders(world.orders, listed_after=NOW - timedelta(days=1, hours=1))
+    plan = plan_of(world, listed)
+    assert [(h.position_id, h.exit_order_id) for h in plan.heals] == [("fresh", "s1")]
+    assert [u.position_id for u in plan.unverified] == ["old"]
+
+
+def test_review_4_a_huge_quantity_does_not_stop_the_run() -> None:
+    world = World(
+        (pos("huge", "SHIB/USD", qty=1e17, entry=0.00001), pos("z", "ETH/USD")),
+        orders=(
+            fill("s", "sell", "1", "120", at(60), symbol="ETH/USD"),
+            fill("h", "sell", "99700000000000000", "0.00002", at(60), symbol="SHIB/USD"),
+        ),
+    )
+    plan = world.plan()
+    assert sorted(h.position_id for h in plan.heals) == ["huge", "z"]
+
+
+def test_review_5_an_entry_the_broker_does_not_know_is_that_positions_problem_only() -> None:
+    world = World(
+        (pos("bad", "DOGE/USD", alpaca_order_id="typo"), pos("z", "ETH/USD")),
+        orders=(fill("s", "sell", "1", "120", at(60), symbol="ETH/USD"),),
+    )
+    unknown = (ExpectedEntry("bad", frozenset({"typo"}), "DOGE/USD"),)
+    plan = plan_of(world, ClosedOrders(world.orders, unknown_entries=unknown))
+    assert [h.position_id for h in plan.heals] == ["z"]
+    [u] = plan.unverified
+    assert (u.position_id, u.reason) == ("bad", UnverifiedReason.ENTRY_ORDER_UNKNOWN)
+    assert plan.blocked == ()
+
+
+def test_a_fill_recorded_as_more_closes_than_it_filled_is_alerted() -> None:
+    world = World(
+        (pos("p", "XRP/USD"),),
+        orders=(fill("s", "sell", "1", "0.6", at(60), symbol="XRP/USD"),),
+        ledger=Ledger(
+            postings=(Posting("s", "healed-1", Decimal(1)),),
+            closed=(ClosedPosition("job-1", "XRP/USD", Decimal(1), exit_order_id="s"),),
+        ),
+    )
+    plan = world.plan()
+    [over] = plan.overallocated
+    assert (over.order_id, over.filled, over.used) == ("s", Decimal(1), Decimal(2))
+    assert over.position_ids == ("healed-1", "job-1")
+    assert plan.heals == ()
+    assert "recorded as the close of healed-1, job-1" in " ".join(critical_issues_of(plan))

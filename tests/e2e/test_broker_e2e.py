@@ -14,7 +14,7 @@ from crypto_signals.domain.schemas import RunStatus
 from crypto_signals.engine.reconciler import StateReconciler
 from crypto_signals.sandbox.alpaca_sim import Fault
 from crypto_signals.sandbox.discord_sink import DiscordSink
-from crypto_signals.sandbox.scenarios import World, position_doc
+from crypto_signals.sandbox.scenarios import World, entry_order_id, position_doc
 
 Build = Callable[..., StateReconciler]
 H = timedelta(hours=1)
@@ -119,9 +119,19 @@ def test_3_a_listing_that_never_shows_a_known_entry_heals_nothing_and_says_so(
     world: World, make_reconciler: Build, now: datetime
 ) -> None:
     zombie(world, "z", "ETH/USD", now)
-    # This position's entry order id is in Firestore, but no listing form shows the order.
+    # The broker has this position's entry order (found by id), but no listing form shows
+    # it: it is listed two days before the document says the position was entered.
     world.position(
         position_doc("ghost", "ETH/USD", 1.0, 100.0, created_at=now - 6 * H), entry=False
+    )
+    world.sim.add_fill(
+        "ETH/USD",
+        "buy",
+        "1",
+        price="100",
+        at=now - timedelta(days=2),
+        id=entry_order_id("ghost"),
+        client_order_id="ghost",
     )
 
     report = make_reconciler().reconcile()

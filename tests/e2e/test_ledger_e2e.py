@@ -270,3 +270,52 @@ def test_heals_write_the_ledger_and_the_document_atomically_and_once(
     }
     entry_fill = ledger(db, entry_order_id("z"))
     assert entry_fill == {}  # an entry is never a closing fill
+
+
+def test_a_closed_position_without_exit_time_still_owns_its_exit_and_legs(
+    world: World, make_reconciler: Build, now: datetime
+) -> None:
+    # The signal job closed "bot" with sell S but wrote no exit_time (the contract allows it).
+    sell = world.sim.add_fill("XRP/USD", "sell", "100", price="0.6", at=now - H)
+    closed = position_doc("bot", "XRP/USD", 100.0, 0.5, created_at=now - 6 * H, status="CLOSED")
+    closed.update(exit_order_id=sell["id"], exit_time=None, exit_reason="TP1")
+    world.position(closed)
+    world.position(position_doc("manual", "XRP/USD", 100.0, 0.5, created_at=now - 5 * H))
+
+    report = make_reconciler().reconcile()
+
+    assert report.healed == []
+    assert report.unverified_zombies == ["manual"]
+
+
+def test_an_entry_order_the_broker_does_not_know_leaves_the_other_heals_alone(
+    world: World, make_reconciler: Build, now: datetime
+) -> None:
+    world.position(position_doc("z", "ETH/USD", 1.0, 3000.0, created_at=now - 5 * H))
+    world.sim.add_fill("ETH/USD", "sell", "1", price="3100", at=now - H)
+    typo = position_doc("bad", "DOGE/USD", 100.0, 0.1, created_at=now - 5 * H)
+    world.position(typo, entry=False)  # its alpaca_order_id names no order at the broker
+
+    report = make_reconciler().reconcile()
+
+    assert [h.position_id for h in report.healed] == ["z"]
+    assert report.unverified_zombies == ["bad"]
+    assert not any("inconsistent" in c for c in report.critical_issues)
+    assert any("bad" in c and "entry order id" in c for c in report.critical_issues)
+
+
+def test_a_sell_that_either_of_two_positions_could_have_made_heals_neither(
+    world: World, make_reconciler: Build, now: datetime
+) -> None:
+    world.position(position_doc("old", "BTC/USD", 0.1, 60000.0, created_at=now - 6 * H))
+    world.position(position_doc("new", "BTC/USD", 0.1, 70000.0, created_at=now - 3 * H))
+    world.sim.add_fill("BTC/USD", "sell", "0.1", price="68000", at=now - H)
+    world.sim.add_position("BTC/USD", "0.1", avg_entry_price="65000", current_price="68000")
+
+    report = make_reconciler().reconcile()
+
+    assert report.healed == []
+    [drift] = report.drift
+    assert drift.kind == "ambiguous"
+    assert sorted(drift.position_ids) == ["new", "old"]
+    assert world.read("old")["status"] == world.read("new")["status"] == "OPEN"

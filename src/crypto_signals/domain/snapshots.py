@@ -174,9 +174,14 @@ class ClosedOrders:
     unreadable: tuple[UnreadableItem, ...] = ()
     # Positions whose own orders were looked up one by one: their evidence is complete.
     looked_up: frozenset[str] = frozenset()
-    # Entry orders the listing should have held and did not, listed every way there is: the
-    # broker's listing is inconsistent and no heal may rest on it.
+    # Entry orders the listing should have held and did not, listed every way there is, though
+    # the broker finds them by id: the listing is inconsistent and no heal may rest on it.
     missing: tuple[ExpectedEntry, ...] = ()
+    # Entry orders the broker does not know at all (not listed, not found by id or client id):
+    # the position's document names an order that does not exist; it alone is unverified.
+    unknown_entries: tuple[ExpectedEntry, ...] = ()
+    # Where the shared listing starts (None: no listing).
+    listed_after: datetime | None = None
 
 
 @dataclass(frozen=True)

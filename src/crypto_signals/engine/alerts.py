@@ -27,6 +27,7 @@ class FindingKind(StrEnum):
     BREAKER = "breaker"
     UNREADABLE_BROKER_ITEM = "unreadable_broker_item"
     LISTING_INCONSISTENT = "listing_inconsistent"
+    OVERALLOCATED_FILL = "overallocated_fill"
     RUN_FAILED = "run_failed"
     MALFORMED_DOCUMENT = "malformed_document"
 

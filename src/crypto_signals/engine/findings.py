@@ -21,6 +21,7 @@ from crypto_signals.engine.plan import (
     BlockSymbol,
     DriftKind,
     Halted,
+    OverAllocated,
     Plan,
     RefusalReason,
     RefuseHeal,
@@ -98,6 +99,10 @@ _UNVERIFIED_WORDS: dict[UnverifiedReason, str] = {
     UnverifiedReason.ENTRY_UNFILLED_BUT_FILLED_AT: (
         "the broker shows the entry order ended unfilled, but Firestore has filled_at"
     ),
+    UnverifiedReason.ENTRY_ORDER_UNKNOWN: (
+        "the broker has no order with the entry order id (alpaca_order_id / entry_order_id) "
+        "this document names: check the id"
+    ),
 }
 
 
@@ -123,6 +128,8 @@ _DRIFT_WORDS: dict[DriftKind, str] = {
     "does not match the broker, so nothing was healed",
     DriftKind.PARTIAL_CLOSE: "partial external close of {positions}",
     DriftKind.BROKER_HOLDS_MORE: "the broker holds more than Firestore knows",
+    DriftKind.AMBIGUOUS: "a fill closed one of {positions}, and the broker still holds the "
+    "others: the broker does not say which one closed, so nothing was healed",
     DriftKind.UNEXPLAINED: "",
 }
 
@@ -173,6 +180,15 @@ def refused_line(r: RefuseHeal) -> str:
     return (
         f"{r.heal.symbol} position {r.heal.position_id} not healed: {refusal_words(r)}"
         f"{HINT}{refusal_fix(r)}"
+    )
+
+
+def overallocated_line(o: OverAllocated) -> str:
+    who = ", ".join(o.position_ids) or "?"
+    return (
+        f"{o.symbol} order {o.order_id} filled {fmt_qty(o.filled)}, but {fmt_qty(o.used)} of "
+        f"it is recorded as the close of {who}: one of those closes is wrong{HINT}check them "
+        f"in the Alpaca app; a wrong heal: `crypto-signals undo POSITION_ID {REASON}`"
     )
 
 
@@ -264,6 +280,16 @@ def findings_of(plan: Plan) -> list[Finding]:
         out.append(
             Finding(FindingKind.BREAKER, "heals", "tripped", breaker_line(plan.halted), "heals")
         )
+    for over in plan.overallocated:
+        out.append(
+            Finding(
+                FindingKind.OVERALLOCATED_FILL,
+                over.order_id,
+                f"{fmt_qty(over.filled)}:{fmt_qty(over.used)}",
+                overallocated_line(over),
+                over.order_id,
+            )
+        )
     for b in plan.blocked:
         fingerprint = (
             b.reason.value
@@ -297,6 +323,7 @@ def critical_issues_of(plan: Plan) -> list[str]:
             f"{refusal_words(refused[0])}; {refusal_fix(refused[0])}"
         )
     lines += [blocked_line(b) for b in plan.blocked]
+    lines += [f"fill used twice: {overallocated_line(x)}" for x in plan.overallocated]
     return lines
 
 
@@ -331,6 +358,10 @@ _TITLES: dict[FindingKind, tuple[str, Severity]] = {
     FindingKind.BREAKER: ("Heals halted: the breaker tripped", Severity.CRITICAL),
     FindingKind.UNREADABLE_BROKER_ITEM: (
         "Unreadable broker data (no heal on the symbols it could affect)",
+        Severity.CRITICAL,
+    ),
+    FindingKind.OVERALLOCATED_FILL: (
+        "A broker fill is recorded as the close of more than it filled",
         Severity.CRITICAL,
     ),
     FindingKind.LISTING_INCONSISTENT: (

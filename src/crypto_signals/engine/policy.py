@@ -31,6 +31,9 @@ class Policy:
     # of their own orders, this many per run, in turn.
     evidence_horizon: timedelta = timedelta(days=7)
     old_lookups_per_run: int = 5
+    # A fill younger than this may be the close the signal job is writing right now: the
+    # positions it could explain wait a run instead of being healed twice over.
+    min_fill_age: timedelta = timedelta(minutes=2)
     # The schedule's period: which old candidates a run looks up rotates with it.
     rotation_period: timedelta = timedelta(minutes=15)
 

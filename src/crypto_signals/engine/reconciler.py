@@ -392,29 +392,62 @@ class StateReconciler:
     def _checked_listing(self, query: EvidenceQuery, deadline: float | None) -> ClosedOrders:
         """The closed-orders listing, checked against the entry orders it must contain.
 
-        If one is missing, the listing is asked again with the symbols as ``BTCUSD``, then with
-        no symbol filter: the live filter might match one form only, and a listing that
-        silently lacks orders would leave every crypto zombie unverified with nobody told why.
-        Still missing after that: ``missing`` says so, and no heal rests on the listing.
+        A missing entry is first looked up by id and client order id (a few at most): one the
+        broker does not know at all is the document's mistake, and only that position is
+        unverified. One the broker does know means the listing missed it: the listing is asked
+        again with the symbols as ``BTCUSD``, then with no symbol filter (the live filter might
+        match one form only, and a listing that silently lacks orders would leave every crypto
+        zombie unverified with nobody told why). Still missing after that: ``missing`` says so,
+        and no heal rests on the listing.
         """
         if not query.symbols:
             return ClosedOrders(())
-        forms: tuple[SymbolForm, ...] = ("slash", "compact", "none")
-        listing = ClosedOrders(())
-        missing: list[ExpectedEntry] = []
+        listing = self._broker.fetch_closed_orders(query, deadline=deadline, symbol_form="slash")
+        missing = _missing_entries(query.expected, listing)
+        unknown: list[ExpectedEntry] = []
+        if missing:
+            missing, unknown = self._known_to_broker(missing, deadline)
+        forms: tuple[SymbolForm, ...] = ("compact", "none")
         for form in forms:
-            listing = self._broker.fetch_closed_orders(query, deadline=deadline, symbol_form=form)
-            missing = _missing_entries(query.expected, listing)
             if not missing:
                 break
             log.warning(
-                "closed-order listing (symbols %s) lacks %d known entry order(s), e.g. of %s",
-                form,
+                "closed-order listing lacks %d entry order(s) the broker has, e.g. of %s: "
+                "listing again (symbols %s)",
                 len(missing),
                 missing[0].position_id,
+                form,
                 extra={"event": "listing_inconsistent", "symbol_form": form},
             )
-        return replace(listing, missing=tuple(missing))
+            listing = self._broker.fetch_closed_orders(query, deadline=deadline, symbol_form=form)
+            missing = _missing_entries(tuple(missing), listing)
+        return replace(
+            listing,
+            missing=tuple(missing),
+            unknown_entries=tuple(unknown),
+            listed_after=query.after,
+        )
+
+    def _known_to_broker(
+        self, missing: list[ExpectedEntry], deadline: float | None
+    ) -> tuple[list[ExpectedEntry], list[ExpectedEntry]]:
+        """Split missing entries into those the broker has (by id or client order id) and
+        those it does not know. Beyond a few, all count as known: a listing missing many is
+        the listing's fault, and the look-ups must stay a small, bounded number of calls."""
+        checked, rest = missing[:_MAX_ENTRY_LOOKUPS], missing[_MAX_ENTRY_LOOKUPS:]
+        ids = sorted({i for e in checked for i in e.order_ids})
+        found = self._broker.fetch_orders(ids, [e.position_id for e in checked], deadline=deadline)
+        known_ids = {o.id for o in found.orders}
+        known_clients = {o.client_order_id for o in found.orders if o.client_order_id}
+        known = [e for e in checked if e.order_ids & known_ids or e.position_id in known_clients]
+        unknown = [e for e in checked if e not in known]
+        for entry in unknown:
+            log.warning(
+                "position %s names an entry order the broker does not know: unverified",
+                entry.position_id,
+                extra={"event": "entry_order_unknown", "position_id": entry.position_id},
+            )
+        return [*known, *rest], unknown
 
     def _look_up(self, query: EvidenceQuery, deadline: float | None) -> ClosedOrders:
         if not query.lookup_positions:
@@ -722,6 +755,10 @@ class StateReconciler:
             notifications_sent=run.notifications_sent,
             dust_positions=len(plan.dust) if plan else 0,
         )
+
+
+# Missing entry orders looked up one by one before the listing is called inconsistent.
+_MAX_ENTRY_LOOKUPS = 5
 
 
 def _missing_entries(

@@ -270,22 +270,27 @@ class PositionRepository:
         return [{**fields_of(doc), "position_id": doc.id} for doc in self._stream(query)]
 
     def get_closed_positions(self, since: datetime) -> tuple[ClosedPosition, ...]:
-        """Positions closed since ``since``: their orders belong to them, and the signal job's
-        exits are posted for their quantity (the ledger derives that each run).
+        """Positions closed since ``since``, and closed ones with no ``exit_time`` at all (the
+        contract allows null): their orders belong to them, and the signal job's exits are
+        posted for their quantity (the ledger derives that each run).
 
-        One query: ``exit_time`` is only set on closed documents, and a single-field range needs
-        no composite index. Any position that used a fill in the evidence listing closed after
-        that fill was submitted, so after the listing's start.
+        Two queries: ``exit_time >= since`` (only
+        closed documents carry one; a single-field range needs no composite index), and
+        ``status == CLOSED and exit_time == null`` (equalities only: Firestore serves them by
+        merging single-field indexes). Any position that used a fill in the evidence listing
+        closed after that fill was submitted, so after the listing's start, or has no exit time.
         """
-        query = self._collection.where(
+        recent = self._collection.where(
             filter=firestore.FieldFilter("exit_time", ">=", since)
         ).select(_CLOSED_FIELDS)
-        return tuple(
-            sorted(
-                (closed_position(doc.id, fields_of(doc)) for doc in self._stream(query)),
-                key=lambda c: c.position_id,
-            )
+        undated = (
+            self._collection.where(filter=firestore.FieldFilter("status", "==", "CLOSED"))
+            .where(filter=firestore.FieldFilter("exit_time", "==", None))
+            .select(_CLOSED_FIELDS)
         )
+        docs = [*self._stream(recent), *self._stream(undated)]
+        found = {doc.id: closed_position(doc.id, fields_of(doc)) for doc in docs}
+        return tuple(found[k] for k in sorted(found))
 
     def mark_announced(self, position_ids: Sequence[str]) -> None:
         for chunk in _chunks(list(position_ids), self._batch_size):

@@ -34,7 +34,7 @@ from crypto_signals.domain.schemas import ReconciliationReport
 from crypto_signals.sandbox.alpaca_sim import AlpacaSimulator, Fault
 from crypto_signals.sandbox.discord_sink import DiscordSink, SinkFault
 from crypto_signals.sandbox.firestore_emulator import FirestoreEmulator
-from crypto_signals.sandbox.scenarios import World, position_doc
+from crypto_signals.sandbox.scenarios import World, entry_order_id, position_doc
 
 LAB_KEY = "PKLABKEY0123456789"
 LAB_SECRET = "lab-secret-0123456789abcdefghij"  # noqa: S105 - the simulator's fake credential
@@ -473,6 +473,17 @@ def _listing_inconsistent(lab: Lab) -> None:
         position_doc(GHOST, "ETH/USD", 1.0, 3050.0, created_at=lab.now - timedelta(hours=3)),
         entry=False,
     )
+    # The broker has its entry order (found by id), but listed far outside the window its
+    # document implies: no listing form shows it.
+    lab.sim.add_fill(
+        "ETH/USD",
+        "buy",
+        "1",
+        price="3050",
+        at=lab.now - timedelta(days=2),
+        id=entry_order_id(GHOST),
+        client_order_id=GHOST,
+    )
     blocked = lab.run()
     pages = lab.closed_listings()
     assert blocked.healed == []
@@ -487,6 +498,23 @@ def _listing_inconsistent(lab: Lab) -> None:
     lab.db.collection(COLLECTION).document(GHOST).delete()
     healed = lab.run()
     assert [h.position_id for h in healed.healed] == [ZOMBIE]
+    lab.run()
+
+
+def _entry_unknown(lab: Lab) -> None:
+    """A fresh ETH/USD position whose entry order id the broker does not know at all (a typo,
+    another account's order): that position alone is unverified; the zombie still heals."""
+    world = World(lab.db, lab.sim, COLLECTION)
+    world.position(
+        position_doc(GHOST, "ETH/USD", 1.0, 3050.0, created_at=lab.now - timedelta(hours=3)),
+        entry=False,
+    )
+    report = lab.run()
+    assert [h.position_id for h in report.healed] == [ZOMBIE]
+    assert GHOST in report.unverified_zombies
+    assert not any("inconsistent" in c for c in report.critical_issues)
+    lab.notes.append(f"{GHOST} unverified: entry order unknown to the broker")
+    lab.db.collection(COLLECTION).document(GHOST).delete()
     lab.run()
 
 
@@ -672,6 +700,12 @@ CASES: tuple[Case, ...] = (
         "a fresh position's entry order never listed, then removed",
         _listing_inconsistent,
         expect_announced=("orphan", "unverified", "heal", "inconsistent"),
+    ),
+    Case(
+        "entry order unknown to the broker",
+        "a document names an entry order the broker does not have",
+        _entry_unknown,
+        expect_announced=("orphan", "unverified", "heal"),
     ),
     Case(
         "Discord 500",

@@ -24,6 +24,7 @@ class Evidence(StrEnum):
 class DeferReason(StrEnum):
     TOO_YOUNG = "too_young"
     ENTRY_ORDER_WORKING = "entry_order_working"
+    FILL_SETTLING = "fill_settling"  # a fill so fresh the signal job may be writing its close
 
 
 class RefusalReason(StrEnum):
@@ -38,6 +39,7 @@ class UnverifiedReason(StrEnum):
     NO_ENTRY_TIME = "no_entry_time"
     ENTRY_PRICE_MISSING = "entry_price_missing"
     ENTRY_UNFILLED_BUT_FILLED_AT = "entry_unfilled_but_filled_at"
+    ENTRY_ORDER_UNKNOWN = "entry_order_unknown"  # the broker has no order with its entry id
 
 
 class DriftKind(StrEnum):
@@ -47,6 +49,8 @@ class DriftKind(StrEnum):
     PARTIAL_CLOSE = "partial_close"
     # The broker holds more than Firestore, or the other side.
     BROKER_HOLDS_MORE = "broker_holds_more"
+    # A fill closes one of several positions, and the broker holds the others: which one?
+    AMBIGUOUS = "ambiguous"
     UNEXPLAINED = "unexplained"
 
 
@@ -151,6 +155,18 @@ class BlockSymbol:
 
 
 @dataclass(frozen=True)
+class OverAllocated:
+    """The ledger holds more of a fill than it filled: one of the closes resting on it is
+    wrong (invariant 2 guards the reconciler's own heals; this catches everyone else's)."""
+
+    order_id: str
+    symbol: str
+    filled: Decimal
+    used: Decimal
+    position_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class TripBreaker:
     """More heals were due than the limit: none is applied, and heals halt until reset."""
 
@@ -183,6 +199,7 @@ Action = (
     | ReportDrift
     | RefuseHeal
     | BlockSymbol
+    | OverAllocated
     | TripBreaker
     | ResetBreaker
 )
@@ -228,6 +245,10 @@ class Plan:
     @property
     def blocked(self) -> tuple[BlockSymbol, ...]:
         return tuple(a for a in self.actions if isinstance(a, BlockSymbol))
+
+    @property
+    def overallocated(self) -> tuple[OverAllocated, ...]:
+        return tuple(a for a in self.actions if isinstance(a, OverAllocated))
 
     @property
     def trip(self) -> TripBreaker | None:

@@ -31,10 +31,10 @@ entry, and counts at its filled quantity and average price.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Decimal, localcontext
 
 from crypto_signals.domain.schemas import Position
 from crypto_signals.domain.snapshots import BrokerOrder
@@ -76,6 +76,17 @@ def _by_time(orders: Sequence[BrokerOrder]) -> list[BrokerOrder]:
     return sorted(orders, key=lambda o: (o.fill_time or datetime.min, o.id))
 
 
+def _scaled(qty: Decimal, scale: Decimal) -> Decimal:
+    """``qty * scale``, cut (never rounded up) to 12 places; exact when ``scale`` is 1. Wide
+    enough for any quantity a document can hold (a qty of 1e16 has more digits than the
+    default context keeps at 12 places)."""
+    if scale == 1:
+        return qty
+    with localcontext() as wide:
+        wide.prec = 80
+        return (qty * scale).quantize(_QUANTUM, rounding=ROUND_DOWN)
+
+
 def _pass(
     positions: Sequence[Position],
     own: dict[str, list[BrokerOrder]],
@@ -83,14 +94,15 @@ def _pass(
     left: dict[str, Decimal],
     policy: Policy,
     scale: Decimal,
+    may_share: Callable[[Position], bool],
 ) -> GroupResult:
     result = GroupResult(left=dict(left))
     pool = result.left
     for position in positions:
-        need = (position.qty * scale).quantize(_QUANTUM, rounding=ROUND_DOWN)
-        candidates = own.get(position.position_id, []) + [
-            o for o in shared if qualifies(o, position)
-        ]
+        need = _scaled(position.qty, scale)
+        candidates = own.get(position.position_id, []) + (
+            [o for o in shared if qualifies(o, position)] if may_share(position) else []
+        )
         takes: list[tuple[BrokerOrder, Decimal]] = []
         covered = ZERO
         for order in candidates:
@@ -111,19 +123,25 @@ def _pass(
     return result
 
 
+def _anyone(position: Position) -> bool:
+    return True
+
+
 def allocate(
     positions: Sequence[Position],
     own: dict[str, list[BrokerOrder]],
     shared: Sequence[BrokerOrder],
     left: dict[str, Decimal],
     policy: Policy,
+    *,
+    may_share: Callable[[Position], bool] = _anyone,
 ) -> GroupResult:
     """Allocate one symbol-and-side group. ``positions`` oldest first; ``own`` maps a position
     id to its own filled legs; ``shared`` are the group's other fills; ``left`` what is left of
     every fill. Pure: ``left`` is not modified, the result carries what remains."""
     own = {pid: _by_time(orders) for pid, orders in own.items()}
     shared_sorted = _by_time(shared)
-    plain = _pass(positions, own, shared_sorted, left, policy, Decimal(1))
+    plain = _pass(positions, own, shared_sorted, left, policy, Decimal(1), may_share)
     if not plain.partial:
         return plain
     # Fees in the asset (convention 5): scale by the ratio of what the fills give to what the
@@ -131,13 +149,18 @@ def allocate(
     usable = [
         p
         for p in positions
-        if own.get(p.position_id) or any(qualifies(o, p) for o in shared_sorted)
+        if own.get(p.position_id) or (may_share(p) and any(qualifies(o, p) for o in shared_sorted))
     ]
     fill_ids = {o.id for p in usable for o in own.get(p.position_id, [])}
-    fill_ids |= {o.id for o in shared_sorted if any(qualifies(o, p) for p in usable)}
+    fill_ids |= {
+        o.id for o in shared_sorted if any(qualifies(o, p) and may_share(p) for p in usable)
+    }
     need = sum((p.qty for p in usable), ZERO)
     have = sum((left.get(i, ZERO) for i in fill_ids), ZERO)
     if not usable or have >= need or not policy.qty_close(have, need):
         return plain
-    scaled = _pass(positions, own, shared_sorted, left, policy, have / need)
+    with localcontext() as wide:
+        wide.prec = 80
+        ratio = have / need
+    scaled = _pass(positions, own, shared_sorted, left, policy, ratio, may_share)
     return scaled if len(scaled.covered) > len(plain.covered) else plain

@@ -103,6 +103,18 @@ def used_quantities(ledger: Ledger) -> dict[str, Decimal]:
     return used
 
 
+def claimants(ledger: Ledger) -> dict[str, list[str]]:
+    """Order id -> the positions the ledger (and the signal job's closes) say used it."""
+    out: dict[str, list[str]] = {}
+    posted = {p.position_id for p in ledger.postings}
+    for posting in ledger.postings:
+        out.setdefault(posting.order_id, []).append(posting.position_id)
+    for closed in ledger.closed:
+        if closed.exit_order_id and not closed.posted and closed.position_id not in posted:
+            out.setdefault(closed.exit_order_id, []).append(closed.position_id)
+    return out
+
+
 def remaining(fills: Iterable[BrokerOrder], used: dict[str, Decimal]) -> dict[str, Decimal]:
     """What is left of each fill to allocate (never negative)."""
     return {o.id: max(ZERO, o.filled - used.get(o.id, ZERO)) for o in fills}

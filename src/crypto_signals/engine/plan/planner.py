@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from decimal import Decimal
 
 from crypto_signals.domain.schemas import TradeType
 from crypto_signals.domain.snapshots import (
@@ -15,12 +16,19 @@ from crypto_signals.domain.snapshots import (
     StoreState,
 )
 from crypto_signals.domain.symbols import symbol_key
-from crypto_signals.engine.plan.actions import Action, AlertOrphan, Halted, IgnoreDust, Plan
+from crypto_signals.engine.plan.actions import (
+    Action,
+    AlertOrphan,
+    Halted,
+    IgnoreDust,
+    OverAllocated,
+    Plan,
+)
 from crypto_signals.engine.plan.blocking import ANY_SYMBOL, blocked_symbols, inconsistent_listing
 from crypto_signals.engine.plan.book import Book, Holding, classify
 from crypto_signals.engine.plan.evidence import OrderIndex
 from crypto_signals.engine.plan.limits import gate_heals
-from crypto_signals.engine.plan.ownership import Owners, remaining, used_quantities
+from crypto_signals.engine.plan.ownership import Owners, claimants, remaining, used_quantities
 from crypto_signals.engine.plan.symbols import (
     Context,
     Decision,
@@ -55,6 +63,7 @@ def plan_reconciliation(
 
     orders = OrderIndex(closed.orders)
     fills = [o for o in orders.orders if o.is_fill]
+    used = used_quantities(ledger)
     groups: dict[tuple[str, str], list[BrokerOrder]] = defaultdict(list)
     for order in fills:
         groups[(order.key, order.side)].append(order)
@@ -67,10 +76,13 @@ def plan_reconciliation(
             [p for p in store.positions if p.trade_type is not TradeType.THEORETICAL],
             ledger.closed,
         ),
-        left=remaining(fills, used_quantities(ledger)),
+        left=remaining(fills, used),
         policy=policy,
         listing_complete=closed.complete,
         looked_up=closed.looked_up,
+        now=now,
+        listed_after=closed.listed_after,
+        unknown_entries=frozenset(e.position_id for e in closed.unknown_entries),
     )
 
     decisions: list[Decision] = []
@@ -93,12 +105,14 @@ def plan_reconciliation(
     )
     gate = gate_heals(heals, book.reconcilable, broker.account_id, breaker, policy, force=force)
 
-    actions: list[Action] = [*sorted(book.deferred, key=lambda d: d.position_id)]
+    deferred = [*book.deferred, *(d for decision in decisions for d in decision.deferred)]
+    actions: list[Action] = [*sorted(deferred, key=lambda d: d.position_id)]
     actions += gate.accepted
     actions += gate.refused
     actions += unverified
     actions += drift
     actions += [blocks[k] for k in sorted(blocks)]
+    actions += _over_allocated(fills, used, ledger, policy)
     if gate.trip is not None:
         actions.append(gate.trip)
     if gate.reset is not None:
@@ -126,3 +140,24 @@ def plan_reconciliation(
     return Plan(
         actions=tuple(actions), zombie_symbols=tuple(zombies), held=book.held_ids, halted=halted
     )
+
+
+def _over_allocated(
+    fills: list[BrokerOrder], used: dict[str, Decimal], ledger: Ledger, policy: Policy
+) -> list[OverAllocated]:
+    """Listed fills the ledger holds more of than they filled (beyond tolerance)."""
+    users = claimants(ledger)
+    out = []
+    for order in fills:
+        taken = used.get(order.id, Decimal(0))
+        if taken > order.filled and not policy.qty_close(taken, order.filled):
+            out.append(
+                OverAllocated(
+                    order.id,
+                    order.symbol,
+                    order.filled,
+                    taken,
+                    tuple(sorted(users.get(order.id, []))),
+                )
+            )
+    return sorted(out, key=lambda o: o.order_id)
