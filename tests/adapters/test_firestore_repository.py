@@ -12,6 +12,7 @@ from crypto_signals.domain.schemas import TradeStatus
 from crypto_signals.engine.alerts import AlertState, FindingKind, Notice
 from crypto_signals.engine.plan import Allocation, Evidence, Heal
 from crypto_signals.engine.ports import HealOutcome
+from crypto_signals.repository import firestore as firestore_module
 from crypto_signals.repository.firestore import PositionRepository
 from crypto_signals.repository.firestore_common import fields_of
 from crypto_signals.repository.ledger import LedgerStore
@@ -411,3 +412,22 @@ def test_the_breaker_trips_and_resets(db: firestore.Client) -> None:
 def test_an_unreadable_breaker_state_counts_as_tripped(db: firestore.Client) -> None:
     db.collection("reconciler_breaker").document(COLL).set({"tripped": "no"})
     assert BreakerStore(db, COLL).load().tripped
+
+
+def test_the_closed_positions_query_can_resume_after_its_last_document(
+    db: firestore.Client,
+) -> None:
+    """The client resumes a stream cut by a transient error after the last document it got;
+    that needs the fields the query orders by in the projection (exit_time: a range filter).
+    Without them, a long stream that hit one DeadlineExceeded failed the run (ValueError)."""
+    for i in range(3):
+        doc = position_doc(f"c{i}", "ETH/USD", 1, 3000, created_at=T0, status="CLOSED")
+        doc.update(exit_time=T0 + timedelta(hours=i))
+        seed(db, doc)
+    repo = PositionRepository(db, COLL)
+    query = repo._collection.where(filter=firestore.FieldFilter("exit_time", ">=", T0)).select(
+        firestore_module._CLOSED_FIELDS
+    )
+    first = next(iter(query.limit(1).stream()))
+    rest = [d.id for d in query.start_after(first).stream()]
+    assert rest == ["c1", "c2"]

@@ -67,9 +67,21 @@ log = logging.getLogger(__name__)
 _HELD_FIELD = "reconciler.held"
 _POSITION_FIELDS = sorted([*Position.model_fields, _HELD_FIELD])
 # What a heal announcement shows (engine/findings.heal_line).
-_ANNOUNCE_FIELDS = ["symbol", "exit_fill_price", "exit_time", "exit_order_id", "realized_pnl_usd"]
+_ANNOUNCE_FIELDS = [
+    "symbol",
+    "exit_fill_price",
+    "exit_time",
+    "exit_order_id",
+    "realized_pnl_usd",
+    "reconciler.alert_pending",  # its filter's field, for a resumed query (see below)
+]
 # What the ledger needs of a closed position: its orders, its quantity, whether it is posted.
+# A query resumed after a transient error (the client's retry restarts it after the last
+# document it streamed) needs, in that document, every field the query orders by: the range
+# filter on exit_time orders by it, so the projection must carry it.
 _CLOSED_FIELDS = [
+    "exit_time",
+    "status",
     "symbol",
     "qty",
     "alpaca_order_id",
@@ -131,11 +143,23 @@ def _number(value: Decimal | None, places: str) -> float | None:
         return float(value)  # too many digits to quantize: store it as it is
 
 
-def replaced_values(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The heal-replaced fields as the document has them, and those it does not have."""
-    present = {f: data[f] for f in HEAL_REPLACES if f in data}
-    absent = [f for f in HEAL_REPLACES if f not in data]
-    return present, absent
+_ABSENT_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _absent_of(data: Mapping[str, Any]) -> frozenset[str]:
+    """The heal-replaced fields a document lacks, as one shared set per combination (a book
+    of 10,000 documents has a handful), so remembering it costs a reference per document."""
+    absent = frozenset(f for f in HEAL_REPLACES if f not in data)
+    return _ABSENT_SETS.setdefault(absent, absent)
+
+
+def _replaced_from(position: Position, absent: frozenset[str]) -> dict[str, Any]:
+    """What a heal replaces, from the parsed document: the same values the document holds
+    (these fields parse without conversion, the status enum aside)."""
+    values = {f: getattr(position, f) for f in HEAL_REPLACES if f not in absent}
+    if "status" in values:
+        values["status"] = position.status.value
+    return values
 
 
 def heal_fields(
@@ -219,8 +243,10 @@ class PositionRepository:
         self._timeouts = timeouts or FirestoreTimeouts()
         self._batch_size = batch_size
         self._read_times: dict[str, Any] = {}
-        # The heal-replaced fields of each open document as read: (present values, absent).
-        self._replaced: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        # Each open document as read, and which heal-replaced fields it lacks: what a heal
+        # replaces is recorded from these (for an undo).
+        self._read_positions: dict[str, Position] = {}
+        self._absent: dict[str, frozenset[str]] = {}
         self._count = Counter()
 
     def counters(self) -> StoreCounters:
@@ -255,7 +281,8 @@ class PositionRepository:
                 malformed.append(parsed)
                 continue
             self._read_times[doc.id] = doc.update_time
-            self._replaced[doc.id] = replaced_values(data)
+            self._read_positions[doc.id] = parsed
+            self._absent[doc.id] = _absent_of(data)
             audit = data.get("reconciler")
             if isinstance(audit, dict) and audit.get("held") is True:
                 held.add(doc.id)
@@ -332,10 +359,18 @@ class PositionRepository:
         )
 
     def _queue_heal(self, batch: Any, heal: Heal, *, run_id: str, now: datetime) -> None:
-        replaced, absent = self._replaced.get(heal.position_id, ({}, []))
+        position = self._read_positions.get(heal.position_id)
+        absent = self._absent.get(heal.position_id, frozenset())
+        replaced = _replaced_from(position, absent) if position is not None else {}
         batch.update(
             self._collection.document(heal.position_id),
-            heal_fields(heal, run_id=run_id, now=now, replaced=replaced, absent=absent),
+            heal_fields(
+                heal,
+                run_id=run_id,
+                now=now,
+                replaced=replaced,
+                absent=[f for f in HEAL_REPLACES if f in absent],
+            ),
             option=self._precondition(heal.position_id),
         )
 
