@@ -196,7 +196,11 @@ def breaker_line(halted: Halted) -> str:
     due = f"{halted.heals_due} heals were due" if halted.heals_due is not None else "heals"
     limit = f", more than the limit of {halted.limit} per run" if halted.limit is not None else ""
     since = "" if halted.tripped_now else f" (tripped {fmt_time(halted.since)})"
-    return f"{due}{limit}: none was applied, and heals are halted until the breaker is reset{since}"
+    return (
+        f"{due}{limit}: none was applied, and heals are halted until the breaker is "
+        f"reset{since}{HINT}check `crypto-signals findings`; if the heals are right: "
+        f"`crypto-signals breaker reset {REASON}` (or `crypto-signals reconcile --force`)"
+    )
 
 
 def blocked_line(b: BlockSymbol) -> str:
