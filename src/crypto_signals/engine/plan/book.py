@@ -35,10 +35,6 @@ def signed_qty(position: Position) -> Decimal:
     return position.qty if position.side == "buy" else -position.qty
 
 
-def fifo_key(position: Position) -> tuple[datetime | None, str]:
-    return (position.opened_at, position.position_id)
-
-
 def fifo(positions: Iterable[Position]) -> list[Position]:
     """Oldest entry first; positions without an entry time last (they cannot be matched)."""
     return sorted(

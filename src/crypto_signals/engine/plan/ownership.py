@@ -13,7 +13,7 @@ job closed with that order as its exit (invariant 2).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -89,29 +89,32 @@ class Owners:
         return None
 
 
+def _postings(ledger: Ledger) -> Iterator[tuple[str, str, Decimal | None]]:
+    """(order id, position id, quantity) of every use of a fill the ledger knows: its postings,
+    and the exit of each position the signal job closed (whose heal or operator close is not
+    in the postings already). A quantity of None: the closed document's qty did not parse."""
+    posted = {p.position_id for p in ledger.postings}
+    for posting in ledger.postings:
+        yield posting.order_id, posting.position_id, posting.qty
+    for closed in ledger.closed:
+        if closed.exit_order_id and not closed.posted and closed.position_id not in posted:
+            yield closed.exit_order_id, closed.position_id, closed.qty
+
+
 def used_quantities(ledger: Ledger) -> dict[str, Decimal]:
     """Quantity already posted to each order: ledger postings plus the signal job's closes."""
     used: dict[str, Decimal] = {}
-    posted_positions = {p.position_id for p in ledger.postings}
-    for posting in ledger.postings:
-        used[posting.order_id] = used.get(posting.order_id, ZERO) + posting.qty
-    for closed in ledger.closed:
-        if closed.posted or closed.position_id in posted_positions:
-            continue  # its heal or operator close is in the postings already
-        if closed.exit_order_id and closed.qty is not None:
-            used[closed.exit_order_id] = used.get(closed.exit_order_id, ZERO) + closed.qty
+    for order_id, _, qty in _postings(ledger):
+        if qty is not None:
+            used[order_id] = used.get(order_id, ZERO) + qty
     return used
 
 
 def claimants(ledger: Ledger) -> dict[str, list[str]]:
     """Order id -> the positions the ledger (and the signal job's closes) say used it."""
     out: dict[str, list[str]] = {}
-    posted = {p.position_id for p in ledger.postings}
-    for posting in ledger.postings:
-        out.setdefault(posting.order_id, []).append(posting.position_id)
-    for closed in ledger.closed:
-        if closed.exit_order_id and not closed.posted and closed.position_id not in posted:
-            out.setdefault(closed.exit_order_id, []).append(closed.position_id)
+    for order_id, position_id, _ in _postings(ledger):
+        out.setdefault(order_id, []).append(position_id)
     return out
 
 

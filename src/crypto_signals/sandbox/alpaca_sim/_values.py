@@ -107,15 +107,6 @@ def iso(ns: int, offset: timedelta = timedelta(0)) -> str:
     return f"{text}{sign}{abs(total) // 60:02d}:{abs(total) % 60:02d}"
 
 
-def ns_to_datetime(ns: int) -> datetime:
-    """Truncates to microseconds, as Python (and alpaca-py) do when they parse a timestamp."""
-    return _EPOCH + timedelta(microseconds=ns // NS_PER_MICROSECOND)
-
-
-def now_ns() -> int:
-    return to_ns(datetime.now(UTC), "now")
-
-
 # -- symbols and ids ---------------------------------------------------------------------------
 
 

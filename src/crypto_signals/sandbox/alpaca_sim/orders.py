@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -193,9 +193,6 @@ class OrderSpec:
             data.setdefault("asset_class", self.asset_class)
             data.setdefault("time_in_force", self.time_in_force)
         return OrderSpec.of(data)
-
-    def with_fields(self, **changes: Any) -> OrderSpec:
-        return replace(self, **changes)
 
 
 @dataclass
