@@ -25,10 +25,11 @@ class Phase(NamedTuple):
     where: str
 
 
-# In the order of a run (engine/reconciler.py): lease; the three reads of step 2 at once; the
-# book classified once; the evidence query; the closed positions, the evidence listing and the
-# look-ups at once, then the ledger; the plan; the heals and then the outbox, while the alert
-# states are loaded and saved; Discord; then clearing both at once; the run log; the lease. The
+# In the order of a run (engine/reconciler.py): lease; the four reads of step 2 at once (the
+# open book, the broker, the breaker, the outbox earlier runs left); the book classified once;
+# the evidence query; the closed positions, the evidence listing and the look-ups at once, then
+# the ledger; the plan; the heals while the alert states are loaded and saved; Discord; then
+# clearing both at once; the run log, which releases the lease in the same write. The
 # breaker's writes (trip, reset) are not timed: a forced run on a fresh world never trips it,
 # and there is nothing tripped to reset.
 #
@@ -42,6 +43,10 @@ PHASES: tuple[Phase, ...] = (
     ),
     Phase("broker: account, positions, open orders ∥", "broker.alpaca:AlpacaBroker.fetch_state"),
     Phase("Firestore: breaker state ∥", "repository.reconciler_state:BreakerStore.load"),
+    Phase(
+        "Firestore: earlier runs' outbox ∥",
+        "repository.firestore:PositionRepository.get_unannounced_heals",
+    ),
     Phase("plan: classify()", "engine.reconciler:classify"),
     Phase("plan: evidence_query()", "engine.reconciler:evidence_query"),
     Phase(
@@ -52,10 +57,6 @@ PHASES: tuple[Phase, ...] = (
     Phase("Firestore: ledger postings (one get)", "repository.ledger:LedgerStore.postings_for"),
     Phase("plan: plan_reconciliation()", "engine.reconciler:plan_reconciliation"),
     Phase("Firestore: write heals ∥", "repository.firestore:PositionRepository.apply_heals"),
-    Phase(
-        "Firestore: outbox read (after the heals) ∥",
-        "repository.firestore:PositionRepository.get_unannounced_heals",
-    ),
     Phase("Firestore: alert states load ∥", "repository.reconciler_state:AlertStateStore.load"),
     Phase(
         "Firestore: alert states save (x2, each ∥)",
@@ -66,8 +67,10 @@ PHASES: tuple[Phase, ...] = (
         "Firestore: mark heals announced ∥",
         "repository.firestore:PositionRepository.mark_announced",
     ),
-    Phase("Firestore: run log", "repository.reconciler_state:RunLog.record"),
-    Phase("Firestore: lease release", "repository.reconciler_state:RunLease.release"),
+    Phase(
+        "Firestore: run log and lease release (one write)",
+        "repository.reconciler_state:RunLog.record",
+    ),
 )
 OTHER_PHASE = "other (report, logging, alert decisions, rendering)"
 WALL = "wall time of the run"

@@ -135,13 +135,16 @@ def build_reconciler(
             timeout_seconds=settings.discord_timeout_seconds,
         )
     )
+    lease = RunLease(db, scope, timedelta(seconds=settings.reconciler_lease_seconds), timeouts)
+    retention = timedelta(days=settings.reconciler_run_retention_days)
     return StateReconciler(
         broker=broker,
         store=PositionRepository(db, scope, timeouts=timeouts),
         notifier=notifier,
         alert_store=AlertStateStore(db, scope, timeouts),
-        lease=RunLease(db, scope, timedelta(seconds=settings.reconciler_lease_seconds), timeouts),
-        run_log=RunLog(db, scope, timedelta(days=settings.reconciler_run_retention_days), timeouts),
+        lease=lease,
+        # The run's record and the lease's release are one write (RunLog.record).
+        run_log=RunLog(db, scope, retention, timeouts, lease=lease),
         ledger=LedgerStore(db, scope, timeouts),
         breaker=BreakerStore(db, scope, timeouts),
         policy=settings.policy(),

@@ -158,10 +158,16 @@ def test_unannounced_heals_outbox(db: firestore.Client) -> None:
     seed(db, position_doc("p-eth", "ETH/USD", 2.0, 3000, created_at=T0))
     repo = PositionRepository(db, COLL)
     repo.get_open_positions()
-    repo.apply_heals([heal_for("p-eth")], run_id="run-1", now=T0)
+    results = repo.apply_heals([heal_for("p-eth")], run_id="run-1", now=T0)
 
     pending = repo.get_unannounced_heals()
     assert [p["position_id"] for p in pending] == ["p-eth"]
+    # What the heal hands back to announce is what a read of the outbox finds, field for field
+    # (the run announces from it instead of reading back what it wrote).
+    shown = {k: v for k, v in pending[0].items() if k != "reconciler"}
+    assert results[0].announcement == shown
+    assert shown["exit_fill_price"] == 3150.25
+    assert shown["exit_order_id"] == "order-123"
     repo.mark_announced(["p-eth"])
     assert repo.get_unannounced_heals() == []
 
@@ -240,6 +246,30 @@ def test_run_log_stores_report_with_ttl_field(db: firestore.Client) -> None:
     assert doc["report"] == {"status": "ok", "zombies": []}
     assert doc["expire_at"] == T0 + timedelta(days=30)
     assert doc["scope"] == COLL
+
+
+def test_run_record_and_lease_release_are_one_write(db: firestore.Client) -> None:
+    lease = RunLease(db, COLL, timedelta(minutes=10))
+    log = RunLog(db, COLL, timedelta(days=30), lease=lease)
+    grant = lease.acquire("run-1", T0)
+    assert log.record("run-1", {"status": "ok"}, T0, release=grant) is True
+    assert (log.round_trips, log.writes, lease.writes) == (1, 1, 2)
+    assert db.collection(RUNS_COLLECTION).document("run-1").get().exists
+    # Released: the next run takes the lease with its first create.
+    assert lease.acquire("run-2", T0 + timedelta(minutes=1)).acquired
+
+
+def test_run_record_is_kept_when_the_lease_was_taken_over(db: firestore.Client) -> None:
+    lease = RunLease(db, COLL, timedelta(minutes=10))
+    log = RunLog(db, COLL, timedelta(days=30), lease=lease)
+    stale = lease.acquire("run-1", T0)
+    newer = lease.acquire("run-2", T0 + timedelta(minutes=11))  # run-1 outlived its lease
+    assert newer.acquired
+    assert log.record("run-1", {"status": "ok"}, T0, release=stale) is False
+    # The record is written; the newer holder's lease is untouched.
+    assert db.collection(RUNS_COLLECTION).document("run-1").get().exists
+    refused = lease.acquire("run-3", T0 + timedelta(minutes=12))
+    assert (refused.acquired, refused.holder) == (False, "run-2")
 
 
 def test_run_record_stays_under_the_document_limit(db: firestore.Client) -> None:

@@ -100,16 +100,19 @@ class MemoryStore:
             )
             self.alert_pending.add(heal.position_id)
             self.writes += 1
-        return [HealResult(h.position_id, HealOutcome.APPLIED) for h in heals]
+        return [
+            HealResult(h.position_id, HealOutcome.APPLIED, announcement=self._row(h.position_id))
+            for h in heals
+        ]
+
+    def _row(self, pid: str) -> dict[str, Any]:
+        return {"position_id": pid, "symbol": self.positions[pid].symbol, "exit_fill_price": 1}
 
     def counters(self) -> StoreCounters:
         return StoreCounters(0, self.writes, 0)
 
     def get_unannounced_heals(self) -> list[dict[str, Any]]:
-        return [
-            {"position_id": pid, "symbol": self.positions[pid].symbol, "exit_fill_price": 1}
-            for pid in sorted(self.alert_pending)
-        ]
+        return [self._row(pid) for pid in sorted(self.alert_pending)]
 
     def get_closed_positions(self, since: datetime) -> tuple[ClosedPosition, ...]:
         return tuple(

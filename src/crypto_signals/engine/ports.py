@@ -84,6 +84,9 @@ class HealResult:
     position_id: str
     outcome: HealOutcome
     detail: str = ""
+    # An applied heal's row of the outbox, as written (the fields a heal announcement shows):
+    # the run announces it from here instead of reading back what it just wrote.
+    announcement: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,9 @@ class AnnouncingStore(PositionStore, Protocol):
     """A position store that also keeps the heal-announcement outbox (the ``alert_pending``
     flag written with each heal)."""
 
-    def get_unannounced_heals(self) -> list[dict[str, Any]]: ...
+    def get_unannounced_heals(self) -> list[dict[str, Any]]:
+        """The outbox: healed documents whose announcement has not been delivered yet."""
+        ...
 
     def get_closed_positions(self, since: datetime) -> tuple[ClosedPosition, ...]: ...
 
@@ -145,7 +150,17 @@ class RunRecorder(Protocol):
     reads: int
     writes: int
 
-    def record(self, run_id: str, report: Mapping[str, Any], now: datetime) -> None: ...
+    def record(
+        self,
+        run_id: str,
+        report: Mapping[str, Any],
+        now: datetime,
+        *,
+        release: LeaseGrant | None = None,
+    ) -> bool:
+        """Store the run's report; with ``release``, release that lease in the same atomic
+        write (one round trip for the run's last step). True when the lease was released."""
+        ...
 
 
 class LedgerReader(Protocol):

@@ -10,12 +10,12 @@ finishes from:
 3. heals are written, each with its announcement flag in the same document write;
 4. alert states are written with the notices they owe (the outbox), then Discord is called;
 5. only after Discord accepted the message are the flags and notices cleared;
-6. the run's report is stored and the lease released.
+6. the run's report is stored and the lease released, in one atomic write.
 
 Within a step, calls that do not depend on each other run at the same time (:func:`_both`):
-the reads of step 2 (the open book, the broker, the breaker), the closed positions, the
-closed-order listing and the look-ups of old candidates, the outbox's read and the alert
-states' read and write, and clearing the two after delivery. A run therefore waits about one
+the reads of step 2 (the open book, the broker, the breaker, the outbox earlier runs left),
+the closed positions, the closed-order listing and the look-ups of old candidates, and
+clearing the flags and notices after delivery. A run therefore waits about one
 round trip per step, not one per call, which is what latency to Alpaca and Firestore makes
 expensive. What runs at the same time affects the report (errors, their order) only
 afterwards, in the calling thread, in the order of the steps above.
@@ -147,6 +147,9 @@ class _Run:
     # time.monotonic() past which the run must not wait (its lease may be taken over).
     deadline: float | None = None
     skip_reason: str | None = None
+    # The lease this run holds; released with the run's record when that is written.
+    grant: LeaseGrant | None = None
+    lease_released: bool = False
 
 
 class RunDeadlineExceeded(StoreUnavailable):
@@ -230,6 +233,7 @@ class StateReconciler:
                     )
                     log.info(run.skip_reason, extra={"event": "run_skipped"})
                     return self._finish(run, t0, RunStatus.SKIPPED, None, record=False)
+            run.grant = grant if grant.token is not None else None
             try:
                 plan = self._reconcile_locked(run, force)
                 status = self._status(run, plan)
@@ -248,7 +252,7 @@ class StateReconciler:
                 self._fail(run, IssueKind.INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
                 return self._finish(run, t0, RunStatus.FAILED, None, record=not dry_run)
             finally:
-                if grant.token is not None and self._lease is not None:
+                if grant.token is not None and self._lease is not None and not run.lease_released:
                     self._lease.release(grant)
 
     def _fail(self, run: _Run, kind: IssueKind, detail: str) -> None:
@@ -276,11 +280,19 @@ class StateReconciler:
         deadline = run.deadline
         breaker = self._breaker
         # Firestore, the broker and the breaker are read at the same time; all must succeed.
-        store_state, (broker_state, breaker_state) = _both(
+        # So is the outbox of earlier runs (heals whose announcement was not delivered): only
+        # this run writes heals until it releases the lease, so what it owes after its heals
+        # is that plus its own, and the run need not read back what it has just written. Its
+        # failure is recorded where the outbox is used, as before (the heals still go ahead).
+        store_state, (broker_state, (breaker_state, earlier_outbox)) = _both(
             self._store.get_open_positions,
             lambda: _both(
                 lambda: self._broker.fetch_state(deadline=deadline),
-                breaker.load if breaker else BreakerState,
+                lambda: _both(
+                    breaker.load if breaker else BreakerState,
+                    lambda: _attempt(self._store.get_unannounced_heals),
+                    name="reconcile-outbox",
+                ),
                 name="reconcile-breaker",
             ),
             name="reconcile-read",
@@ -336,16 +348,12 @@ class StateReconciler:
             for i in store_state.malformed
         ]
 
-        # Step 3, the heals; then the outbox they added to is read while the alert states are
-        # read and written with the notices they owe (read and written back to back, as before:
-        # a person's acknowledgement written in between would be overwritten). Discord waits
-        # for both.
+        # Step 3, the heals; then the alert states are read and written with the notices they
+        # owe (read and written back to back: a person's acknowledgement written in between
+        # would be overwritten). Discord waits for both.
         results = self._write_heals(run, plan)
-        outbox, owed = _both(
-            lambda: _attempt(self._store.get_unannounced_heals),
-            lambda: _attempt(lambda: self._owe(run, plan, malformed, None, self._load_states())),
-            name="reconcile-outbox",
-        )
+        outbox = _outbox_after(earlier_outbox, results)
+        owed = _attempt(lambda: self._owe(run, plan, malformed, None, self._load_states()))
         self._record_heals(run, plan, results)
         self._check_deadline(run, "notifying")
         if isinstance(outbox, StoreUnavailable) or isinstance(owed, StoreUnavailable):
@@ -704,7 +712,9 @@ class StateReconciler:
         report.duration_seconds = round(time.monotonic() - t0, 3)
         if record and self._run_log is not None:
             try:
-                self._run_log.record(run.run_id, report.model_dump(mode="json"), run.started)
+                run.lease_released = self._run_log.record(
+                    run.run_id, report.model_dump(mode="json"), run.started, release=run.grant
+                )
             except StoreUnavailable as exc:
                 report.errors.append(Issue(IssueKind.RUN_RECORD_FAILED, "", str(exc)).render())
         # Counted again so the returned report includes the run record's own write (the stored
@@ -755,6 +765,20 @@ class StateReconciler:
             notifications_sent=run.notifications_sent,
             dust_positions=len(plan.dust) if plan else 0,
         )
+
+
+def _outbox_after(
+    earlier: _Outbox | StoreUnavailable, results: list[HealResult]
+) -> _Outbox | StoreUnavailable:
+    """The outbox once this run's heals are written: the earlier runs' undelivered heals and
+    the rows of the heals just applied, in document-id order (as a read of it returns them)."""
+    if isinstance(earlier, StoreUnavailable):
+        return earlier
+    rows = {str(row["position_id"]): row for row in earlier}
+    for result in results:
+        if result.outcome is HealOutcome.APPLIED and result.announcement is not None:
+            rows[result.position_id] = {**result.announcement, "position_id": result.position_id}
+    return [rows[pid] for pid in sorted(rows)]
 
 
 # Missing entry orders looked up one by one before the listing is called inconsistent.

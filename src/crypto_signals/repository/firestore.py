@@ -358,21 +358,24 @@ class PositionRepository:
             at=now,
         )
 
-    def _queue_heal(self, batch: Any, heal: Heal, *, run_id: str, now: datetime) -> None:
+    def _queue_heal(self, batch: Any, heal: Heal, *, run_id: str, now: datetime) -> dict[str, Any]:
+        """Add the heal's update to ``batch``; returns its outbox row (what is announced)."""
         position = self._read_positions.get(heal.position_id)
         absent = self._absent.get(heal.position_id, frozenset())
         replaced = _replaced_from(position, absent) if position is not None else {}
+        fields = heal_fields(
+            heal,
+            run_id=run_id,
+            now=now,
+            replaced=replaced,
+            absent=[f for f in HEAL_REPLACES if f in absent],
+        )
         batch.update(
             self._collection.document(heal.position_id),
-            heal_fields(
-                heal,
-                run_id=run_id,
-                now=now,
-                replaced=replaced,
-                absent=[f for f in HEAL_REPLACES if f in absent],
-            ),
+            fields,
             option=self._precondition(heal.position_id),
         )
+        return _announcement(heal, fields)
 
     def _apply_chunk(self, heals: list[Heal], *, run_id: str, now: datetime) -> list[HealResult]:
         unread = [h for h in heals if h.position_id not in self._read_times]
@@ -384,13 +387,15 @@ class PositionRepository:
         if not heals:
             return results
         batch = self._client.batch()
-        for heal in heals:
-            self._queue_heal(batch, heal, run_id=run_id, now=now)
+        rows = [self._queue_heal(batch, heal, run_id=run_id, now=now) for heal in heals]
         postings = ledger.merge_writes(self._postings(h, run_id=run_id, now=now) for h in heals)
         writes = len(heals) + ledger.add_to_batch(self._client, batch, postings)
         try:
             self._commit(batch, writes)
-            return results + [HealResult(h.position_id, HealOutcome.APPLIED) for h in heals]
+            return results + [
+                HealResult(h.position_id, HealOutcome.APPLIED, announcement=row)
+                for h, row in zip(heals, rows, strict=True)
+            ]
         except (gexc.FailedPrecondition, gexc.NotFound):
             # Someone changed one of these documents since we read it: find which, one by one.
             return results + [self._apply_one(h, run_id=run_id, now=now) for h in heals]
@@ -402,7 +407,7 @@ class PositionRepository:
     def _apply_one(self, heal: Heal, *, run_id: str, now: datetime) -> HealResult:
         """One heal and its ledger postings, in one atomic batch."""
         batch = self._client.batch()
-        self._queue_heal(batch, heal, run_id=run_id, now=now)
+        row = self._queue_heal(batch, heal, run_id=run_id, now=now)
         writes = 1 + ledger.add_to_batch(
             self._client, batch, self._postings(heal, run_id=run_id, now=now)
         )
@@ -411,7 +416,7 @@ class PositionRepository:
         except (gexc.FailedPrecondition, gexc.NotFound):
             if self._healed_by(self._collection.document(heal.position_id), run_id):
                 # A batch that timed out may have committed before its retry: that is our heal.
-                return HealResult(heal.position_id, HealOutcome.APPLIED)
+                return HealResult(heal.position_id, HealOutcome.APPLIED, announcement=row)
             return HealResult(
                 heal.position_id,
                 HealOutcome.CONFLICT,
@@ -419,7 +424,7 @@ class PositionRepository:
             )
         except StoreUnavailable as exc:
             return HealResult(heal.position_id, HealOutcome.FAILED, str(exc))
-        return HealResult(heal.position_id, HealOutcome.APPLIED)
+        return HealResult(heal.position_id, HealOutcome.APPLIED, announcement=row)
 
     def _healed_by(self, ref: Any, run_id: str) -> bool:
         self._count.round_trips += 1
@@ -431,6 +436,14 @@ class PositionRepository:
         data = snap.to_dict() or {}
         audit = data.get("reconciler")
         return isinstance(audit, dict) and audit.get("run_id") == run_id
+
+
+def _announcement(heal: Heal, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A heal's outbox row as :meth:`PositionRepository.get_unannounced_heals` reads it back:
+    the announced fields as written, and the document id."""
+    shown = (f for f in _ANNOUNCE_FIELDS if f != "symbol" and not f.startswith("reconciler."))
+    row = {f: fields[f] for f in shown if f in fields}
+    return {**row, "symbol": heal.symbol, "position_id": heal.position_id}
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
