@@ -32,6 +32,7 @@ from crypto_signals.engine.ports import (
     HealOutcome,
     HealResult,
     StoreCounters,
+    StoreUnavailable,
 )
 
 
@@ -89,6 +90,8 @@ class MemoryStore:
     positions: dict[str, Position]
     alert_pending: set[str] = field(default_factory=set)
     writes: int = 0
+    # How many reads of the outbox fail (StoreUnavailable) before they succeed again.
+    outbox_failures: int = 0
 
     def get_open_positions(self) -> StoreState:
         return StoreState(tuple(p for p in self.positions.values() if p.status is TradeStatus.OPEN))
@@ -112,6 +115,9 @@ class MemoryStore:
         return StoreCounters(0, self.writes, 0)
 
     def get_unannounced_heals(self) -> list[dict[str, Any]]:
+        if self.outbox_failures:
+            self.outbox_failures -= 1
+            raise StoreUnavailable("outbox: deadline exceeded")
         return [self._row(pid) for pid in sorted(self.alert_pending)]
 
     def get_closed_positions(self, since: datetime) -> tuple[ClosedPosition, ...]:

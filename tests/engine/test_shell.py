@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from crypto_signals.domain.schemas import RunStatus
@@ -160,3 +160,56 @@ def test_a_failed_broker_read_changes_nothing() -> None:
     assert result.status is RunStatus.FAILED
     assert store.writes == 0
     assert result.zombies == []
+
+
+def _sell(oid: str, symbol: str, at: datetime) -> BrokerOrder:
+    return BrokerOrder(
+        oid, None, symbol, "sell", "filled", Decimal(1), Decimal(1), Decimal(110), at, at, None
+    )
+
+
+def test_an_undelivered_heal_is_announced_with_the_next_runs_heals_once() -> None:
+    clock, alerts = Clock(), MemoryAlerts()
+    t0 = clock.now - timedelta(hours=5)
+    store = MemoryStore({"z1": open_position("z1", "C1/USD", at=t0)})
+    broker = FakeBroker(
+        BrokerState(ACCOUNT, (), ()),
+        ClosedOrders((_sell("s1", "C1/USD", t0 + timedelta(hours=1)),)),
+    )
+    refused = RecordingNotifier(accept=0)
+    assert build(clock, broker, store, refused, alerts).reconcile().reconciled_count == 1
+    assert store.alert_pending == {"z1"}  # healed, its announcement still owed
+
+    # A new zombie; the next run announces its heal and the one owed, in one section.
+    clock.advance(hours=1)
+    store.positions["z2"] = open_position("z2", "C2/USD", at=t0)
+    broker.closed = ClosedOrders(
+        (*broker.closed.orders, _sell("s2", "C2/USD", t0 + timedelta(hours=2)))
+    )
+    notifier = RecordingNotifier()
+    assert build(clock, broker, store, notifier, alerts).reconcile().reconciled_count == 1
+    [healed] = [s for s in notifier.batches[0].sections if s.title.startswith("Healed")]
+    assert [line.split(" ")[2].rstrip(":") for line in healed.lines] == ["z1", "z2"]
+    assert store.alert_pending == set()
+
+    build(clock, broker, store, notifier, alerts).reconcile()
+    assert len(notifier.batches) == 1  # nothing is said twice
+
+
+def test_a_failed_outbox_read_keeps_the_heals_and_owes_their_announcement() -> None:
+    clock, notifier, alerts = Clock(), RecordingNotifier(), MemoryAlerts()
+    t0 = clock.now - timedelta(hours=5)
+    store = MemoryStore({"z1": open_position("z1", "C1/USD", at=t0)}, outbox_failures=1)
+    broker = FakeBroker(
+        BrokerState(ACCOUNT, (), ()),
+        ClosedOrders((_sell("s1", "C1/USD", t0 + timedelta(hours=1)),)),
+    )
+
+    first = build(clock, broker, store, notifier, alerts).reconcile()
+    assert first.reconciled_count == 1
+    assert any(e.startswith("alert_state_failed") for e in first.errors)
+    assert notifier.batches == []  # without the outbox nothing is sent (it would be partial)
+
+    build(clock, broker, store, notifier, alerts).reconcile()
+    [batch] = notifier.batches
+    assert any(s.title.startswith("Healed") for s in batch.sections)
