@@ -29,7 +29,8 @@ class Phase(NamedTuple):
 # open book, the broker, the breaker, the outbox earlier runs left); the book classified once;
 # the evidence query; the closed positions, the evidence listing and the look-ups at once, then
 # the ledger; the plan; the heals while the alert states are loaded and saved; Discord; then
-# clearing both at once; the run log, which releases the lease in the same write. The
+# the notices and the heals' flags cleared in one write; the run log, which releases the lease
+# in the same write. The
 # breaker's writes (trip, reset) are not timed: a forced run on a fresh world never trips it,
 # and there is nothing tripped to reset.
 #
@@ -59,14 +60,10 @@ PHASES: tuple[Phase, ...] = (
     Phase("Firestore: write heals ∥", "repository.firestore:PositionRepository.apply_heals"),
     Phase("Firestore: alert states load ∥", "repository.reconciler_state:AlertStateStore.load"),
     Phase(
-        "Firestore: alert states save (x2, each ∥)",
+        "Firestore: alert states save (x2: ∥ the heals; after delivery, with the heals' flags)",
         "repository.reconciler_state:AlertStateStore.save",
     ),
     Phase("Discord: send", "notifications.discord:DiscordWebhookClient.send"),
-    Phase(
-        "Firestore: mark heals announced ∥",
-        "repository.firestore:PositionRepository.mark_announced",
-    ),
     Phase(
         "Firestore: run log and lease release (one write)",
         "repository.reconciler_state:RunLog.record",

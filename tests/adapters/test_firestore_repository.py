@@ -172,6 +172,37 @@ def test_unannounced_heals_outbox(db: firestore.Client) -> None:
     assert repo.get_unannounced_heals() == []
 
 
+def test_a_delivery_clears_notices_and_heal_flags_in_one_write(db: firestore.Client) -> None:
+    seed(
+        db,
+        position_doc("p-eth", "ETH/USD", 2.0, 3000, created_at=T0),
+        position_doc("p-sol", "SOL/USD", 1.0, 150, created_at=T0),
+    )
+    repo = PositionRepository(db, COLL)
+    repo.get_open_positions()
+    repo.apply_heals([heal_for("p-eth"), heal_for("p-sol")], run_id="run-1", now=T0)
+    alerts = AlertStateStore(db, COLL, None)
+    state = AlertState(
+        finding_id="orphan:BTCUSD",
+        kind=FindingKind.ORPHAN,
+        key="BTCUSD",
+        fingerprint="fp",
+        line="BTC/USD long 1",
+        active=True,
+        first_seen_at=T0,
+        last_alerted_at=T0,
+    )
+
+    alerts.save([state], announced=["p-eth"])
+
+    assert (alerts.round_trips, alerts.writes) == (1, 2)
+    assert [p["position_id"] for p in repo.get_unannounced_heals()] == ["p-sol"]
+    assert alerts.load()["orphan:BTCUSD"] == state
+    doc = db.collection(COLL).document("p-eth").get().to_dict() or {}
+    assert doc["status"] == "CLOSED"  # only the flag changed
+    assert doc["reconciler"]["run_id"] == "run-1"
+
+
 def test_alert_states_round_trip_per_scope(db: firestore.Client) -> None:
     state = AlertState(
         finding_id="orphan:SOLUSD",

@@ -137,13 +137,18 @@ class MemoryAlerts:
     round_trips: int = 0
     reads: int = 0
     writes: int = 0
+    # The store whose outbox flags a delivery clears (AlertStore.save's ``announced``).
+    store: MemoryStore | None = None
 
     def load(self) -> dict[str, AlertState]:
         return dict(self.states)
 
-    def save(self, states: Iterable[AlertState]) -> None:
+    def save(self, states: Iterable[AlertState], *, announced: Sequence[str] = ()) -> None:
         for state in states:
             self.states[state.finding_id] = state
+        if announced:
+            assert self.store is not None, "a delivery cleared heals of no store"
+            self.store.mark_announced(announced)
 
 
 @dataclass

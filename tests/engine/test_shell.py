@@ -46,11 +46,14 @@ def build(
     heal_limit: int = 25,
     realert_hours: float = 24,
 ) -> StateReconciler:
+    store = store or MemoryStore({})
+    alerts = alerts or MemoryAlerts()
+    alerts.store = store
     return StateReconciler(
         broker=broker,
-        store=store or MemoryStore({}),
+        store=store,
         notifier=notifier or RecordingNotifier(),
-        alert_store=alerts or MemoryAlerts(),
+        alert_store=alerts,
         ledger=MemoryLedger(),
         breaker=breaker or MemoryBreaker(),
         policy=Policy(heal_limit=heal_limit),

@@ -132,7 +132,10 @@ class AlertStore(Protocol):
 
     def load(self) -> dict[str, AlertState]: ...
 
-    def save(self, states: Iterable[AlertState]) -> None: ...
+    def save(self, states: Iterable[AlertState], *, announced: Sequence[str] = ()) -> None:
+        """Write ``states``; with ``announced``, also mark those heals' announcements
+        delivered (their outbox flags cleared), in the same write."""
+        ...
 
 
 class Lease(Protocol):

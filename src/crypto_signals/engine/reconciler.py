@@ -10,16 +10,16 @@ finishes from:
 3. heals are written, each with its announcement flag in the same document write, and the
    alert states with the notices they owe (together, the outbox);
 4. Discord is called;
-5. only after Discord accepted the message are the flags and notices cleared;
+5. only after Discord accepted the message are the flags and notices cleared (one write);
 6. the run's report is stored and the lease released, in one atomic write.
 
 Within a step, calls that do not depend on each other run at the same time (:func:`_both`):
 the reads of step 2 (the open book, the broker, the breaker, the outbox earlier runs left),
 the closed positions, the closed-order listing and the look-ups of old candidates, the
-heals and the alert states, and clearing the flags and notices after delivery. A run
-therefore waits about one round trip per step, not one per call, which is what latency to
-Alpaca and Firestore makes expensive. What runs at the same time affects the report (errors,
-their order) only afterwards, in the calling thread, in the order of the steps above.
+heals and the alert states. A run therefore waits about one round trip per step, not one per
+call, which is what latency to Alpaca and Firestore makes expensive. What runs at the same
+time affects the report (errors, their order) only afterwards, in the calling thread, in the
+order of the steps above.
 
 ``reconcile`` never raises for a broker, Firestore or Discord failure: the report says so.
 """
@@ -623,17 +623,13 @@ class StateReconciler:
         owed_ids = sorted({n.finding_id for n in decision.owed if n.finding_id in delivered})
         notices = [delivered_state(current[fid], run.started) for fid in owed_ids]
 
-        def clear_heals() -> None:
-            if announced:
-                self._store.mark_announced(announced)
-
-        def clear_notices() -> None:
-            if alerts and notices:
-                alerts.save(notices)
-
         try:
-            # Independent documents: cleared at the same time.
-            _both(clear_heals, clear_notices, name="reconcile-delivered")
+            # What the delivery settled, heals and notices, in one write.
+            if alerts is not None:
+                if notices or announced:
+                    alerts.save(notices, announced=announced)
+            elif announced:
+                self._store.mark_announced(announced)
         except StoreUnavailable as exc:
             # Delivered but not recorded: the next run repeats the message (at-least-once).
             run.errors.append(Issue(IssueKind.ALERT_STATE_FAILED, "", str(exc)))

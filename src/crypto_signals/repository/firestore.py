@@ -45,6 +45,7 @@ from crypto_signals.engine.plan import Heal
 from crypto_signals.engine.ports import HealOutcome, HealResult, StoreCounters, StoreUnavailable
 from crypto_signals.repository import ledger
 from crypto_signals.repository.firestore_common import (
+    OUTBOX_FLAG,
     Counter,
     FirestoreTimeouts,
     describe_google_error,
@@ -73,7 +74,7 @@ _ANNOUNCE_FIELDS = [
     "exit_time",
     "exit_order_id",
     "realized_pnl_usd",
-    "reconciler.alert_pending",  # its filter's field, for a resumed query (see below)
+    OUTBOX_FLAG,  # its filter's field, for a resumed query (see below)
 ]
 # What the ledger needs of a closed position: its orders, its quantity, whether it is posted.
 # A query resumed after a transient error (the client's retry restarts it after the last
@@ -200,7 +201,7 @@ def heal_fields(
         "reconciler.absent": list(absent),
         # Outbox flag: the heal and its pending announcement are written atomically, so a
         # crash before the Discord message cannot lose it (the next run sends it).
-        "reconciler.alert_pending": True,
+        OUTBOX_FLAG: True,
     }
 
 
@@ -292,7 +293,7 @@ class PositionRepository:
     def get_unannounced_heals(self) -> list[dict[str, Any]]:
         """Healed documents whose Discord announcement has not been delivered yet."""
         query = self._collection.where(
-            filter=firestore.FieldFilter("reconciler.alert_pending", "==", True)
+            filter=firestore.FieldFilter(OUTBOX_FLAG, "==", True)
         ).select(_ANNOUNCE_FIELDS)
         return [{**fields_of(doc), "position_id": doc.id} for doc in self._stream(query)]
 
@@ -323,7 +324,7 @@ class PositionRepository:
         for chunk in _chunks(list(position_ids), self._batch_size):
             batch = self._client.batch()
             for pid in chunk:
-                batch.update(self._collection.document(pid), {"reconciler.alert_pending": False})
+                batch.update(self._collection.document(pid), {OUTBOX_FLAG: False})
             self._commit(batch, len(chunk))
 
     def _commit(self, batch: Any, size: int) -> None:

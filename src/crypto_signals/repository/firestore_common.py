@@ -74,3 +74,8 @@ def fields_of(snapshot: Any) -> Mapping[str, Any]:
     if isinstance(data, dict):
         return data
     return snapshot.to_dict() or {}
+
+
+# A heal's outbox flag, set in the heal's own write and cleared once Discord accepted its
+# announcement (PositionRepository writes it, the alert states clear it with their notices).
+OUTBOX_FLAG = "reconciler.alert_pending"

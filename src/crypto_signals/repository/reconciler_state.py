@@ -7,7 +7,7 @@ other environments never share a lease or an alert history in one project.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ from crypto_signals.domain.snapshots import BreakerState
 from crypto_signals.engine.alerts import Acknowledgement, AlertState, FindingKind, Notice
 from crypto_signals.engine.ports import LeaseGrant, StoreUnavailable
 from crypto_signals.repository.firestore_common import (
+    OUTBOX_FLAG,
     FirestoreTimeouts,
     describe_google_error,
     fields_of,
@@ -52,8 +53,7 @@ class AlertStateStore(_Base):
 
     def document(self, state: AlertState) -> tuple[Any, dict[str, Any]]:
         """Where ``state`` is stored and what is stored (for a write batched with others)."""
-        ref = self._client.collection(ALERTS_COLLECTION).document(self._doc_id(state.finding_id))
-        return ref, _state_to(state, self._scope)
+        return self._ref(state.finding_id), _state_to(state, self._scope)
 
     def load(self) -> dict[str, AlertState]:
         query = self._client.collection(ALERTS_COLLECTION).where(
@@ -73,22 +73,36 @@ class AlertStateStore(_Base):
             raise StoreUnavailable(f"alert states: {describe_google_error(exc)}") from None
         return states
 
-    def save(self, states: Iterable[AlertState]) -> None:
-        items = list(states)
-        for start in range(0, len(items), 400):
+    def save(self, states: Iterable[AlertState], *, announced: Sequence[str] = ()) -> None:
+        """Write ``states``; with ``announced`` (position ids of heals whose announcement was
+        delivered), clear those heals' outbox flags in the same batches: what a delivery
+        settles is recorded in one write, not one per kind of document."""
+        positions = self._client.collection(self._scope)
+        writes: list[tuple[Any, dict[str, Any], bool]] = [
+            (self._ref(state.finding_id), _state_to(state, self._scope), False) for state in states
+        ]
+        writes += [(positions.document(pid), {OUTBOX_FLAG: False}, True) for pid in announced]
+        for start in range(0, len(writes), _SAVE_BATCH):
             batch = self._client.batch()
-            chunk = items[start : start + 400]
-            for state in chunk:
-                ref = self._client.collection(ALERTS_COLLECTION).document(
-                    self._doc_id(state.finding_id)
-                )
-                batch.set(ref, _state_to(state, self._scope))
+            chunk = writes[start : start + _SAVE_BATCH]
+            for ref, fields, is_update in chunk:
+                if is_update:
+                    batch.update(ref, fields)  # a field of the position, nothing else
+                else:
+                    batch.set(ref, fields)
             self.round_trips += 1
             try:
                 batch.commit(**self._kw())
             except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
                 raise StoreUnavailable(f"alert states: {describe_google_error(exc)}") from None
             self.writes += len(chunk)
+
+    def _ref(self, finding_id: str) -> Any:
+        return self._client.collection(ALERTS_COLLECTION).document(self._doc_id(finding_id))
+
+
+# Writes per batch of AlertStateStore.save (Firestore allows 500).
+_SAVE_BATCH = 400
 
 
 def _state_to(state: AlertState, scope: str) -> dict[str, Any]:
