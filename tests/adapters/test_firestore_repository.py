@@ -9,6 +9,7 @@ from decimal import Decimal
 from google.cloud import firestore
 
 from crypto_signals.domain.schemas import TradeStatus
+from crypto_signals.domain.snapshots import Issue
 from crypto_signals.engine.alerts import AlertState, FindingKind, Notice
 from crypto_signals.engine.plan import Allocation, Evidence, Heal
 from crypto_signals.engine.ports import HealOutcome
@@ -492,3 +493,22 @@ def test_the_closed_positions_query_can_resume_after_its_last_document(
     first = next(iter(query.limit(1).stream()))
     rest = [d.id for d in query.start_after(first).stream()]
     assert rest == ["c1", "c2"]
+
+
+def test_parsed_positions_share_their_fields_set_and_a_copy_does_not() -> None:
+    # Memory: positions read with the same fields share pydantic's set of them (it is ~2 KB a
+    # position); a frozen Position never adds to it, and model_copy works on its own copy.
+    first = firestore_module.parse_position(
+        "p-1", position_doc("p-1", "BTC/USD", 0.5, 60000, created_at=T0)
+    )
+    second = firestore_module.parse_position(
+        "p-2", position_doc("p-2", "ETH/USD", 1, 3000, created_at=T0)
+    )
+    assert not isinstance(first, Issue)
+    assert not isinstance(second, Issue)
+    assert first.model_fields_set is second.model_fields_set
+    fields = set(first.model_fields_set)
+    changed = first.model_copy(update={"exit_reason": "TP1"})
+    assert changed.model_fields_set == fields | {"exit_reason"}
+    assert first.model_fields_set == fields
+    assert second.model_fields_set == fields

@@ -308,6 +308,9 @@ class AlpacaBroker:
                 # much later, and using it would skip every order submitted in between.
                 newest = max(stamps) - timedelta(microseconds=1)
                 cursor = newest if cursor is None else max(cursor, newest)
+            # This page's JSON is not needed any more: let it go before the next one arrives
+            # (the orders keep only their parsed values), so one page is in memory, not two.
+            del page, parsed, new
         log.warning("%s stopped after %d pages", endpoint, self._max_pages)
         return _Listing.partial(orders, unreadable, f"more than {self._max_pages} pages")
 
