@@ -28,7 +28,7 @@ class Phase(NamedTuple):
 # In the order of a run (engine/reconciler.py): lease; the four reads of step 2 at once (the
 # open book, the broker, the breaker, the outbox earlier runs left); the book classified once;
 # the evidence query; the closed positions, the evidence listing and the look-ups at once, then
-# the ledger; the plan; the heals while the alert states are loaded and saved; Discord; then
+# the ledger; the plan; the heals, then the alert states loaded and saved; Discord; then
 # the notices and the heals' flags cleared in one write; the run log, which releases the lease
 # in the same write. The
 # breaker's writes (trip, reset) are not timed: a forced run on a fresh world never trips it,
@@ -57,10 +57,10 @@ PHASES: tuple[Phase, ...] = (
     Phase("broker: closed orders (evidence) ∥", "broker.alpaca:AlpacaBroker.fetch_closed_orders"),
     Phase("Firestore: ledger postings (one get)", "repository.ledger:LedgerStore.postings_for"),
     Phase("plan: plan_reconciliation()", "engine.reconciler:plan_reconciliation"),
-    Phase("Firestore: write heals ∥", "repository.firestore:PositionRepository.apply_heals"),
-    Phase("Firestore: alert states load ∥", "repository.reconciler_state:AlertStateStore.load"),
+    Phase("Firestore: write heals", "repository.firestore:PositionRepository.apply_heals"),
+    Phase("Firestore: alert states load", "repository.reconciler_state:AlertStateStore.load"),
     Phase(
-        "Firestore: alert states save (x2: ∥ the heals; after delivery, with the heals' flags)",
+        "Firestore: alert states save (x2; after delivery, with the heals' flags)",
         "repository.reconciler_state:AlertStateStore.save",
     ),
     Phase("Discord: send", "notifications.discord:DiscordWebhookClient.send"),

@@ -254,9 +254,8 @@ def generated_block(
         "Wall time inside each collaborator call, measured by wrapping them during the timed "
         "runs (`PhaseTimer`, `benchmarks/reconcile/phases.py`). Calls marked ∥ run at the same "
         "time as others (the open book, the broker state, the breaker state and the earlier "
-        "runs' outbox; the closed positions and the evidence listing; the heals, while the "
-        "alert states are loaded and saved), so the shares add up to more than 100%; 'other' "
-        "is the time during which no call ran.",
+        "runs' outbox; the closed positions and the evidence listing), so the shares add up to "
+        "more than 100%; 'other' is the time during which no call ran.",
         "",
         phase_table(results),
         "",

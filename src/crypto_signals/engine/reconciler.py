@@ -7,19 +7,17 @@ finishes from:
 
 1. the lease is taken (a concurrent run returns ``skipped``);
 2. Firestore and the broker are read completely, or the run fails and changes nothing;
-3. heals are written, each with its announcement flag in the same document write, and the
-   alert states with the notices they owe (together, the outbox);
-4. Discord is called;
+3. heals are written, each with its announcement flag in the same document write;
+4. alert states are written with the notices they owe (the outbox), then Discord is called;
 5. only after Discord accepted the message are the flags and notices cleared (one write);
 6. the run's report is stored and the lease released, in one atomic write.
 
 Within a step, calls that do not depend on each other run at the same time (:func:`_both`):
 the reads of step 2 (the open book, the broker, the breaker, the outbox earlier runs left),
-the closed positions, the closed-order listing and the look-ups of old candidates, the
-heals and the alert states. A run therefore waits about one round trip per step, not one per
-call, which is what latency to Alpaca and Firestore makes expensive. What runs at the same
-time affects the report (errors, their order) only afterwards, in the calling thread, in the
-order of the steps above.
+the closed positions, the closed-order listing and the look-ups of old candidates. A run
+therefore waits about one round trip per step, not one per call, which is what latency to
+Alpaca and Firestore makes expensive. What runs at the same time affects the report (errors,
+their order) only afterwards, in the calling thread, in the order of the steps above.
 
 ``reconcile`` never raises for a broker, Firestore or Discord failure: the report says so.
 """
@@ -349,16 +347,13 @@ class StateReconciler:
             for i in store_state.malformed
         ]
 
-        # Step 3, the heals, while the alert states are read and written with the notices they
+        # Step 3, the heals; then the alert states are read and written with the notices they
         # owe (read and written back to back: a person's acknowledgement written in between
-        # would be overwritten). The two touch different documents and neither reads the
-        # other's result (what is said about findings comes from the plan), so they run at the
-        # same time; Discord waits for both.
-        results, owed = _both(
-            lambda: self._write_heals(run, plan),
-            lambda: _attempt(lambda: self._owe(run, plan, malformed, None, self._load_states())),
-            name="reconcile-heal",
-        )
+        # would be overwritten). Discord waits for both. Writing the two at the same time was
+        # measured twice and gained nothing (two commits at once on the emulator, and two
+        # encodings under one interpreter lock: docs/performance.md, item 2).
+        results = self._write_heals(run, plan)
+        owed = _attempt(lambda: self._owe(run, plan, malformed, None, self._load_states()))
         outbox = _outbox_after(earlier_outbox, results)
         self._record_heals(run, plan, results)
         self._check_deadline(run, "notifying")
