@@ -173,6 +173,22 @@ def test_unannounced_heals_outbox(db: firestore.Client) -> None:
     assert repo.get_unannounced_heals() == []
 
 
+def orphan_state(
+    key: str, *, last_alerted_at: datetime | None = None, pending: Notice | None = None
+) -> AlertState:
+    return AlertState(
+        finding_id=f"orphan:{key}",
+        kind=FindingKind.ORPHAN,
+        key=key,
+        fingerprint="long:40",
+        line=f"{key} long 40",
+        active=True,
+        first_seen_at=T0,
+        last_alerted_at=last_alerted_at,
+        pending=pending,
+    )
+
+
 def test_a_delivery_clears_notices_and_heal_flags_in_one_write(db: firestore.Client) -> None:
     seed(
         db,
@@ -183,16 +199,7 @@ def test_a_delivery_clears_notices_and_heal_flags_in_one_write(db: firestore.Cli
     repo.get_open_positions()
     repo.apply_heals([heal_for("p-eth"), heal_for("p-sol")], run_id="run-1", now=T0)
     alerts = AlertStateStore(db, COLL, None)
-    state = AlertState(
-        finding_id="orphan:BTCUSD",
-        kind=FindingKind.ORPHAN,
-        key="BTCUSD",
-        fingerprint="fp",
-        line="BTC/USD long 1",
-        active=True,
-        first_seen_at=T0,
-        last_alerted_at=T0,
-    )
+    state = orphan_state("BTCUSD", last_alerted_at=T0)
 
     alerts.save([state], announced=["p-eth"])
 
@@ -205,17 +212,7 @@ def test_a_delivery_clears_notices_and_heal_flags_in_one_write(db: firestore.Cli
 
 
 def test_alert_states_round_trip_per_scope(db: firestore.Client) -> None:
-    state = AlertState(
-        finding_id="orphan:SOLUSD",
-        kind=FindingKind.ORPHAN,
-        key="SOLUSD",
-        fingerprint="long:40",
-        line="SOL/USD long 40",
-        active=True,
-        first_seen_at=T0,
-        last_alerted_at=None,
-        pending=Notice.NEW,
-    )
+    state = orphan_state("SOLUSD", pending=Notice.NEW)
     AlertStateStore(db, COLL, None).save([state])
     assert AlertStateStore(db, COLL, None).load() == {"orphan:SOLUSD": state}
     assert AlertStateStore(db, "live_positions", None).load() == {}
