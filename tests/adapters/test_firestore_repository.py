@@ -173,6 +173,27 @@ def test_unannounced_heals_outbox(db: firestore.Client) -> None:
     assert repo.get_unannounced_heals() == []
 
 
+def test_clearing_the_outbox_skips_a_position_deleted_since(db: firestore.Client) -> None:
+    seed(
+        db,
+        position_doc("p-eth", "ETH/USD", 2.0, 3000, created_at=T0),
+        position_doc("p-sol", "SOL/USD", 1.0, 150, created_at=T0),
+        position_doc("p-btc", "BTC/USD", 1.0, 60000, created_at=T0),
+    )
+    repo = PositionRepository(db, COLL)
+    repo.get_open_positions()
+    repo.apply_heals([heal_for(p) for p in ("p-eth", "p-sol", "p-btc")], run_id="r", now=T0)
+    db.collection(COLL).document("p-eth").delete()  # its TTL, or by hand
+    alerts = AlertStateStore(db, COLL, None)
+
+    alerts.save([orphan_state("BTCUSD", last_alerted_at=T0)], announced=["p-eth", "p-sol"])
+    repo.mark_announced(["p-eth", "p-btc"])  # the same without alert states
+
+    assert repo.get_unannounced_heals() == []
+    assert "orphan:BTCUSD" in alerts.load()
+    assert not db.collection(COLL).document("p-eth").get().exists  # not recreated
+
+
 def orphan_state(
     key: str, *, last_alerted_at: datetime | None = None, pending: Notice | None = None
 ) -> AlertState:

@@ -124,3 +124,49 @@ def test_a_partial_delivery_owes_only_what_discord_refused(
     assert shown_first | resent == {f"COIN{i:03d}/USD" for i in range(120)}
     make_reconciler().reconcile()
     assert len(sink.messages) == 1 + len(texts(sink)[1:])  # a third run says nothing new
+
+
+def _owed_heal_then_new_findings(
+    world: World, sink: DiscordSink, make_reconciler: Build, now: datetime
+) -> None:
+    """z-old healed, its announcement refused (it stays in the outbox); then a new zombie and
+    an orphan for the next run to announce with it."""
+    world.position(position_doc("z-old", "ETH/USD", 2.0, 100.0, created_at=now - 5 * H))
+    world.sim.add_fill("ETH/USD", "sell", "2", price="110", at=now - H)
+    sink.inject_fault(SinkFault(kind="status", status=500, times=None))
+    make_reconciler().reconcile()
+    sink.clear_faults()
+    world.position(position_doc("z-new", "LTC/USD", 1.0, 50.0, created_at=now - 5 * H))
+    world.sim.add_fill("LTC/USD", "sell", "1", price="60", at=now - H)
+    world.sim.add_position("SOL/USD", "40", current_price="150")
+
+
+@pytest.mark.parametrize("deleted_before", ["apply_heals", "send"])
+def test_an_owed_heal_deleted_during_a_run_does_not_resend_the_message(
+    world: World,
+    sink: DiscordSink,
+    make_reconciler: Build,
+    now: datetime,
+    deleted_before: str,
+) -> None:
+    # The document of a heal still owed its announcement is deleted mid-run (its TTL on
+    # delete_at, or by hand): the delivery's record must not fail for the flag that went with it.
+    _owed_heal_then_new_findings(world, sink, make_reconciler, now)
+    reconciler = make_reconciler()
+    port = reconciler._notifier if deleted_before == "send" else reconciler._store
+    call = getattr(port, deleted_before)
+
+    def deleting(*args: object, **kwargs: object) -> object:
+        world.db.collection("test_positions").document("z-old").delete()
+        return call(*args, **kwargs)
+
+    setattr(port, deleted_before, deleting)
+    second = reconciler.reconcile()
+    make_reconciler().reconcile()
+    make_reconciler().reconcile()
+
+    assert not [e for e in second.errors if "alert_state_failed" in e]
+    everything = "\n".join(texts(sink))
+    assert everything.count("SOL/USD long 40") == 1
+    assert len(re.findall(r"position z-new: exit", everything)) == 1
+    assert len(re.findall(r"position z-old: exit", everything)) == 1

@@ -350,10 +350,21 @@ class PositionRepository:
 
     def mark_announced(self, position_ids: Sequence[str]) -> None:
         for chunk in _chunks(list(position_ids), self._batch_size):
-            batch = self._client.batch()
-            for pid in chunk:
-                batch.update(self._collection.document(pid), {OUTBOX_FLAG: False})
-            self._commit(batch, len(chunk))
+            try:
+                self._clear_flags(chunk)
+            except gexc.NotFound:
+                # One of them was deleted since it was read: clear the others one by one.
+                for pid in chunk:
+                    try:
+                        self._clear_flags([pid])
+                    except gexc.NotFound:
+                        log.info("position %s was deleted: no outbox flag to clear", pid)
+
+    def _clear_flags(self, position_ids: Sequence[str]) -> None:
+        batch = self._client.batch()
+        for pid in position_ids:
+            batch.update(self._collection.document(pid), {OUTBOX_FLAG: False})
+        self._commit(batch, len(position_ids))
 
     def _commit(self, batch: Any, size: int) -> None:
         self._count.round_trips += 1

@@ -83,19 +83,49 @@ class AlertStateStore(_Base):
         ]
         writes += [(positions.document(pid), {OUTBOX_FLAG: False}, True) for pid in announced]
         for start in range(0, len(writes), _SAVE_BATCH):
-            batch = self._client.batch()
             chunk = writes[start : start + _SAVE_BATCH]
-            for ref, fields, is_update in chunk:
-                if is_update:
-                    batch.update(ref, fields)  # a field of the position, nothing else
-                else:
-                    batch.set(ref, fields)
-            self.round_trips += 1
             try:
-                batch.commit(**self._kw())
-            except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
-                raise StoreUnavailable(f"alert states: {describe_google_error(exc)}") from None
-            self.writes += len(chunk)
+                self._commit(chunk)
+            except gexc.NotFound:
+                # A healed position was deleted since it was read (its TTL, or by hand): the
+                # flag to clear is gone with it. Failing the batch would leave every notice
+                # owed and the next run would send the whole message again.
+                self._commit_without_missing(chunk)
+
+    def _commit(self, chunk: Sequence[tuple[Any, dict[str, Any], bool]]) -> None:
+        batch = self._client.batch()
+        for ref, fields, is_update in chunk:
+            if is_update:
+                batch.update(ref, fields)  # a field of the position, nothing else
+            else:
+                batch.set(ref, fields)
+        self.round_trips += 1
+        try:
+            batch.commit(**self._kw())
+        except gexc.NotFound:
+            if not any(is_update for _, _, is_update in chunk):
+                raise StoreUnavailable("alert states: NotFound on a write that creates") from None
+            raise
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            raise StoreUnavailable(f"alert states: {describe_google_error(exc)}") from None
+        self.writes += len(chunk)
+
+    def _commit_without_missing(self, chunk: Sequence[tuple[Any, dict[str, Any], bool]]) -> None:
+        """The states in one batch, then each flag on its own, skipping deleted positions (a
+        rare path: a few round trips more, once)."""
+        states = [w for w in chunk if not w[2]]
+        if states:
+            self._commit(states)
+        for write in (w for w in chunk if w[2]):
+            try:
+                self._commit([write])
+            except gexc.NotFound:
+                log.info(
+                    "position %s was deleted before its announcement was recorded: no flag "
+                    "to clear",
+                    write[0].id,
+                    extra={"event": "outbox_position_deleted", "position_id": write[0].id},
+                )
 
     def _ref(self, finding_id: str) -> Any:
         return self._client.collection(ALERTS_COLLECTION).document(self._doc_id(finding_id))
