@@ -173,16 +173,17 @@ def test_unannounced_heals_outbox(db: firestore.Client) -> None:
     assert repo.get_unannounced_heals() == []
 
 
-def test_clearing_the_outbox_skips_a_position_deleted_since(db: firestore.Client) -> None:
-    seed(
-        db,
-        position_doc("p-eth", "ETH/USD", 2.0, 3000, created_at=T0),
-        position_doc("p-sol", "SOL/USD", 1.0, 150, created_at=T0),
-        position_doc("p-btc", "BTC/USD", 1.0, 60000, created_at=T0),
-    )
+def healed(db: firestore.Client, *position_ids: str) -> PositionRepository:
+    """Positions seeded, read and healed by run-1 (each now owed its announcement)."""
+    seed(db, *(position_doc(p, "ETH/USD", 1.0, 3000, created_at=T0) for p in position_ids))
     repo = PositionRepository(db, COLL)
     repo.get_open_positions()
-    repo.apply_heals([heal_for(p) for p in ("p-eth", "p-sol", "p-btc")], run_id="r", now=T0)
+    repo.apply_heals([heal_for(p) for p in position_ids], run_id="run-1", now=T0)
+    return repo
+
+
+def test_clearing_the_outbox_skips_a_position_deleted_since(db: firestore.Client) -> None:
+    repo = healed(db, "p-eth", "p-sol", "p-btc")
     db.collection(COLL).document("p-eth").delete()  # its TTL, or by hand
     alerts = AlertStateStore(db, COLL, None)
 
@@ -211,14 +212,7 @@ def orphan_state(
 
 
 def test_a_delivery_clears_notices_and_heal_flags_in_one_write(db: firestore.Client) -> None:
-    seed(
-        db,
-        position_doc("p-eth", "ETH/USD", 2.0, 3000, created_at=T0),
-        position_doc("p-sol", "SOL/USD", 1.0, 150, created_at=T0),
-    )
-    repo = PositionRepository(db, COLL)
-    repo.get_open_positions()
-    repo.apply_heals([heal_for("p-eth"), heal_for("p-sol")], run_id="run-1", now=T0)
+    repo = healed(db, "p-eth", "p-sol")
     alerts = AlertStateStore(db, COLL, None)
     state = orphan_state("BTCUSD", last_alerted_at=T0)
 
