@@ -44,7 +44,7 @@ from benchmarks.reconcile.targets import (
     targets_table,
 )
 from benchmarks.reconcile.world import mix_counts
-from crypto_signals.broker.alpaca import PAGE_LIMIT
+from crypto_signals.broker.listing import MAX_WINDOWS, PAGE_LIMIT
 from crypto_signals.config import Settings
 
 if TYPE_CHECKING:
@@ -183,7 +183,9 @@ def _method(results: Sequence[SizeResult], repeat: int) -> list[str]:
         "request log for the same run (a cross-check). 'calls + extra pages': calls that "
         "start something (account, positions, the open-orders and the closed-orders "
         f"listing) + further pages of those listings ({PAGE_LIMIT} orders each, "
-        "`broker.alpaca.PAGE_LIMIT`).",
+        "`broker.listing.PAGE_LIMIT`), counting the pages of the windows a long listing is "
+        f"split into (at most {MAX_WINDOWS}, listed at the same time, each with its own "
+        "confirming page: `broker/listing.py`).",
         "- 'report (KiB)': the report as JSON. `RunLog` stores it as one Firestore document, "
         "whose limit is 1 MiB.",
         "- Logging is the production configuration (JSON lines, INFO) written to /dev/null.",

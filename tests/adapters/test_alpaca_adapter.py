@@ -20,7 +20,9 @@ from tests.conftest import API_KEY, SECRET_KEY
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def broker(sim: AlpacaSimulator, *, timeout: float = 2.0, retries: int = 1) -> AlpacaBroker:
+def broker(
+    sim: AlpacaSimulator, *, timeout: float = 2.0, retries: int = 1, max_windows: int = 4
+) -> AlpacaBroker:
     return AlpacaBroker.from_credentials(
         api_key=API_KEY,
         secret_key=SECRET_KEY,
@@ -28,6 +30,7 @@ def broker(sim: AlpacaSimulator, *, timeout: float = 2.0, retries: int = 1) -> A
         base_url=sim.base_url,
         timeout_seconds=timeout,
         retries=retries,
+        max_windows=max_windows,
     )
 
 
@@ -75,7 +78,7 @@ def test_closed_orders_paginate_with_the_after_cursor(sim: AlpacaSimulator) -> N
         at = T0 + timedelta(seconds=i // 3)
         sim.add_fill("BTC/USD", "sell", "0.01", price="60000", at=at)
     sim.add_fill("ETH/USD", "sell", "1", price="3000", at=T0)
-    b = broker(sim)
+    b = broker(sim, max_windows=1)  # one window, page by page (split: test_listing_windows.py)
 
     closed = b.fetch_closed_orders(EvidenceQuery(("BTC/USD",), T0 - timedelta(hours=1)))
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from crypto_signals.broker.alpaca import AlpacaBroker
+from crypto_signals.broker.listing import MAX_WINDOWS
 from crypto_signals.domain.snapshots import EvidenceQuery
 from crypto_signals.engine.ports import BrokerUnavailable
 from crypto_signals.sandbox.alpaca_sim import AlpacaSimulator, Fault
@@ -34,7 +35,12 @@ EXAMPLES: dict[str, dict[str, Any]] = json.loads(
 
 
 def broker(
-    sim: AlpacaSimulator, *, timeout: float = 2.0, retries: int = 1, max_pages: int = 40
+    sim: AlpacaSimulator,
+    *,
+    timeout: float = 2.0,
+    retries: int = 1,
+    max_pages: int = 40,
+    max_windows: int = MAX_WINDOWS,
 ) -> AlpacaBroker:
     return AlpacaBroker.from_credentials(
         api_key=API_KEY,
@@ -44,7 +50,14 @@ def broker(
         timeout_seconds=timeout,
         retries=retries,
         max_pages=max_pages,
+        max_windows=max_windows,
     )
+
+
+# The page-by-page tests below pin the pages of one window (``max_windows=1``): a long listing
+# is otherwise split into windows of time (tests/adapters/test_listing_windows.py).
+def walk(sim: AlpacaSimulator) -> AlpacaBroker:
+    return broker(sim, max_windows=1)
 
 
 def simulator(**options: Any) -> AlpacaSimulator:
@@ -245,7 +258,7 @@ def seed_brackets(sim: AlpacaSimulator, n: int) -> None:
 def test_legs_counted_toward_the_limit_do_not_cut_the_listing(counting: AlpacaSimulator) -> None:
     seed_brackets(counting, 200)  # 600 orders: a page holds 166 parents and their legs
 
-    b = broker(counting)
+    b = walk(counting)
     listing = closed(b, "AAPL")
 
     assert listing.complete
@@ -255,7 +268,7 @@ def test_legs_counted_toward_the_limit_do_not_cut_the_listing(counting: AlpacaSi
 
 def test_legs_not_counted_toward_the_limit(sim: AlpacaSimulator) -> None:
     seed_brackets(sim, 200)
-    b = broker(sim)
+    b = walk(sim)
     listing = closed(b, "AAPL")
     assert listing.complete
     assert len(listing.orders) == 600
@@ -265,7 +278,7 @@ def test_legs_not_counted_toward_the_limit(sim: AlpacaSimulator) -> None:
 def test_a_listing_of_exactly_limit_orders(sim: AlpacaSimulator) -> None:
     for i in range(500):
         sim.add_fill("ETH/USD", "sell", "0.1", price="3000", at=T0 + timedelta(seconds=i))
-    b = broker(sim)
+    b = walk(sim)
     listing = closed(b, "ETH/USD")
     assert listing.complete
     assert len({o.id for o in listing.orders}) == 500
@@ -374,13 +387,15 @@ def test_retry_after_is_honoured_too(sim: AlpacaSimulator) -> None:
 
 
 def test_a_reset_past_the_deadline_fails_at_once(sim: AlpacaSimulator) -> None:
-    sim.inject_fault("positions", Fault(kind="rate_limit", reset_after=30, times=1))
+    # Account, positions and open orders are asked at once, and a rate limit applies to every
+    # route until its reset: the first of the three is the one named.
+    sim.inject_fault("account", Fault(kind="rate_limit", reset_after=30, times=1))
     started = time.monotonic()
     with pytest.raises(BrokerUnavailable) as raised:
         broker(sim).fetch_state(deadline=time.monotonic() + 5)
     assert time.monotonic() - started < 1
     message = str(raised.value)
-    assert message.startswith("GET /v2/positions: HTTP 429: rate limit exceeded")
+    assert message.startswith("GET /v2/account: HTTP 429: rate limit exceeded")
     assert "after the run's deadline" in message
     assert API_KEY not in message
     assert SECRET_KEY not in message

@@ -11,21 +11,28 @@ One *item* the adapter cannot read (an order or a position) does not fail the ca
 ``ClosedOrders.unreadable`` (see ``broker/items.py``), and the rest of the listing is used.
 
 Order listings page oldest first with ``after`` as the cursor and are complete only when a page
-brings nothing new (see :meth:`AlpacaBroker._list_orders`): a short page never ends a listing.
+brings nothing new (see :mod:`crypto_signals.broker.listing`): a short page never ends a
+listing. A long listing is split into windows of time listed at the same time.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from crypto_signals.broker.alpaca_sdk import GetOrdersRequest, QueryOrderStatus, Sort, TradingClient
+from crypto_signals.broker.alpaca_sdk import QueryOrderStatus, TradingClient
 from crypto_signals.broker.alpaca_transport import AlpacaTransport, build_trading_client
-from crypto_signals.broker.items import parse_account, parse_order_item, parse_position
+from crypto_signals.broker.items import (
+    RawAccount,
+    parse_account,
+    parse_order_item,
+    parse_position,
+)
+from crypto_signals.broker.listing import MAX_WINDOWS, PAGE_LIMIT, Listing, list_orders
+from crypto_signals.concurrency import all_of
 from crypto_signals.domain.snapshots import (
     BrokerOrder,
     BrokerPosition,
@@ -40,7 +47,6 @@ from crypto_signals.engine.ports import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
-PAGE_LIMIT = 500  # Alpaca's maximum page size for GET /v2/orders
 # Beyond this many symbols the filter would make a very long URL; one unfiltered listing
 # since the same time costs the same number of calls and is filtered here instead.
 MAX_SYMBOL_FILTER = 50
@@ -80,11 +86,20 @@ class AlpacaBroker:
         *,
         max_pages: int = DEFAULT_MAX_PAGES,
         rate_limit_waits: int = 2,
+        max_windows: int = MAX_WINDOWS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``max_windows``: how many windows of time a long closed-order listing may be split
+        into, listed at the same time (1: never split); ``clock`` says where the last one ends
+        (``broker/listing.py``)."""
+        if max_windows < 1:
+            raise ValueError("max_windows must be >= 1")
         if max_pages < 2:
             raise ValueError("max_pages must be >= 2: a complete listing needs a confirming page")
         self._transport = AlpacaTransport(client, rate_limit_waits=rate_limit_waits)
         self._max_pages = max_pages
+        self._max_windows = max_windows
+        self._clock = clock
         self._lock = threading.Lock()
         self.call_count = 0  # logical calls: one per endpoint or page (429 retries included)
 
@@ -99,6 +114,7 @@ class AlpacaBroker:
         timeout_seconds: float,
         retries: int,
         max_pages: int = DEFAULT_MAX_PAGES,
+        max_windows: int = MAX_WINDOWS,
     ) -> AlpacaBroker:
         """``retries`` bounds both the session's retries (connect errors, 502/503/504) and the
         waits for a rate limit's reset."""
@@ -110,7 +126,7 @@ class AlpacaBroker:
             timeout_seconds=timeout_seconds,
             retries=retries,
         )
-        return cls(client, max_pages=max_pages, rate_limit_waits=retries)
+        return cls(client, max_pages=max_pages, rate_limit_waits=retries, max_windows=max_windows)
 
     @property
     def rate_limited(self) -> int:
@@ -121,49 +137,64 @@ class AlpacaBroker:
 
     def fetch_state(self, *, deadline: float | None = None) -> BrokerState:
         """Account, positions and open orders. ``deadline`` (a ``time.monotonic()`` instant)
-        bounds every call and every wait for a rate limit's reset."""
-        account_endpoint = "GET /v2/account"
-        payload = self._get("/account", None, endpoint=account_endpoint, deadline=deadline)
-        try:
-            account = parse_account(payload)
-        except ValueError as exc:
-            raise BrokerUnavailable(
-                f"{account_endpoint}: unexpected response shape: {exc}"
-            ) from None
+        bounds every call and every wait for a rate limit's reset.
 
-        positions_endpoint = "GET /v2/positions"
-        items = self._get("/positions", None, endpoint=positions_endpoint, deadline=deadline)
+        The three are independent and asked at once: a run waits one Alpaca round trip here,
+        not three. Any failure fails the whole state; when several fail, the first in the order
+        account, positions, open orders is the one named.
+        """
+        parts: list[Any] = all_of(
+            [
+                lambda: self._fetch_account(deadline),
+                lambda: self._fetch_positions(deadline),
+                lambda: self._fetch_open_orders(deadline),
+            ],
+            name="broker-state",
+        )
+        account, (positions, unreadable), open_listing = parts
+        for item in (*unreadable, *open_listing.unreadable):
+            log.warning("unreadable broker item: %s: %s", item.endpoint, item.detail)
+        return BrokerState(
+            account_id=account.id,
+            positions=positions,
+            open_orders=open_listing.orders,
+            unreadable=(*unreadable, *open_listing.unreadable),
+        )
+
+    def _fetch_account(self, deadline: float | None) -> RawAccount:
+        endpoint = "GET /v2/account"
+        payload = self._get("/account", None, endpoint=endpoint, deadline=deadline)
+        try:
+            return parse_account(payload)
+        except ValueError as exc:
+            raise BrokerUnavailable(f"{endpoint}: unexpected response shape: {exc}") from None
+
+    def _fetch_positions(
+        self, deadline: float | None
+    ) -> tuple[tuple[BrokerPosition, ...], tuple[UnreadableItem, ...]]:
+        endpoint = "GET /v2/positions"
+        items = self._get("/positions", None, endpoint=endpoint, deadline=deadline)
         if not isinstance(items, list):
-            raise BrokerUnavailable(
-                f"{positions_endpoint}: unexpected response shape (expected a list)"
-            )
+            raise BrokerUnavailable(f"{endpoint}: unexpected response shape (expected a list)")
         positions: list[BrokerPosition] = []
         unreadable: list[UnreadableItem] = []
         for item in items:
-            parsed = parse_position(positions_endpoint, item)
+            parsed = parse_position(endpoint, item)
             if isinstance(parsed, UnreadableItem):
                 unreadable.append(parsed)
             else:
                 positions.append(parsed)
+        return tuple(positions), tuple(unreadable)
 
-        open_listing = self._list_orders(
-            "GET /v2/orders?status=open",
-            QueryOrderStatus.OPEN,
-            symbols=None,
-            after=None,
-            deadline=deadline,
+    def _fetch_open_orders(self, deadline: float | None) -> Listing:
+        endpoint = "GET /v2/orders?status=open"
+        listing = self._list_orders(
+            endpoint, QueryOrderStatus.OPEN, symbols=None, after=None, deadline=deadline
         )
-        if not open_listing.complete:
+        if not listing.complete:
             # Open orders decide what is pending; a partial list is not good enough.
-            raise BrokerUnavailable(f"GET /v2/orders?status=open: {open_listing.why_incomplete}")
-        for item in unreadable + list(open_listing.unreadable):
-            log.warning("unreadable broker item: %s: %s", item.endpoint, item.detail)
-        return BrokerState(
-            account_id=account.id,
-            positions=tuple(positions),
-            open_orders=open_listing.orders,
-            unreadable=(*unreadable, *open_listing.unreadable),
-        )
+            raise BrokerUnavailable(f"{endpoint}: {listing.why_incomplete}")
+        return listing
 
     def fetch_closed_orders(
         self,
@@ -256,63 +287,20 @@ class AlpacaBroker:
         symbols: list[str] | None,
         after: datetime | None,
         deadline: float | None,
-    ) -> _Listing:
-        """Page through ``GET /v2/orders`` oldest first (``nested=true``), ``after`` the cursor.
-
-        ``after`` is exclusive at Alpaca, so each next page starts one microsecond before the
-        newest order seen (orders sharing a timestamp across a page boundary are not lost) and
-        items are deduplicated by id. The listing is complete only when a page brings nothing
-        new: a short page proves nothing (legs may count toward ``limit``, a server may page
-        shorter than asked), so a complete listing costs one confirming page -- empty, or the
-        newest order(s) again. Incomplete (``complete=False``): the page cap was reached, or a
-        page that brought nothing new was full (``limit`` orders or more sharing one instant: the
-        cursor cannot move past them).
-        """
-        orders: dict[str, BrokerOrder] = {}
-        unreadable: dict[str, UnreadableItem] = {}
-        seen: set[str] = set()
-        # Naive is UTC (as alpaca-py sends it), so that it compares with the orders' times.
-        cursor = after.replace(tzinfo=UTC) if after and after.utcoffset() is None else after
-        for page_number in range(1, self._max_pages + 1):
-            request = GetOrdersRequest(
-                status=status,
-                symbols=symbols,
-                after=cursor,
-                limit=PAGE_LIMIT,
-                direction=Sort.ASC,
-                nested=True,
-            )
-            params = request.to_request_fields()
-            if isinstance(params.get("symbols"), list):
-                params["symbols"] = ",".join(params["symbols"])  # as TradingClient.get_orders
-            page = self._get("/orders", params, endpoint=endpoint, deadline=deadline)
-            if not isinstance(page, list):
-                raise BrokerUnavailable(f"{endpoint}: unexpected response shape (expected a list)")
-            parsed = [parse_order_item(endpoint, item) for item in page]
-            new = [p for p in parsed if p.key not in seen]
-            for item in new:
-                seen.add(item.key)
-                for order in item.orders:
-                    orders.setdefault(order.id, order)
-                for bad in item.unreadable:
-                    unreadable.setdefault(_unreadable_key(bad), bad)
-            if not new:
-                if sum(p.size for p in parsed) >= PAGE_LIMIT:
-                    return _Listing.partial(
-                        orders, unreadable, f"listing stalled after {page_number} pages"
-                    )
-                return _Listing(tuple(orders.values()), tuple(unreadable.values()), True, "")
-            stamps = [p.listed_at for p in parsed if p.listed_at is not None]
-            if stamps:
-                # Top-level orders only: a bracket leg is submitted when its parent fills, often
-                # much later, and using it would skip every order submitted in between.
-                newest = max(stamps) - timedelta(microseconds=1)
-                cursor = newest if cursor is None else max(cursor, newest)
-            # This page's JSON is not needed any more: let it go before the next one arrives
-            # (the orders keep only their parsed values), so one page is in memory, not two.
-            del page, parsed, new
-        log.warning("%s stopped after %d pages", endpoint, self._max_pages)
-        return _Listing.partial(orders, unreadable, f"more than {self._max_pages} pages")
+    ) -> Listing:
+        """Every page of ``GET /v2/orders`` (``nested=true``) since ``after``: see
+        :mod:`crypto_signals.broker.listing` for what makes a listing complete, and how a long
+        one is split into windows listed at the same time."""
+        return list_orders(
+            lambda params: self._get("/orders", params, endpoint=endpoint, deadline=deadline),
+            endpoint,
+            status,
+            symbols=symbols,
+            after=after,
+            max_pages=self._max_pages,
+            max_windows=self._max_windows,
+            now=self._clock,
+        )
 
     def _get(
         self,
@@ -328,24 +316,6 @@ class AlpacaBroker:
         return self._transport.get(
             path, params, endpoint=endpoint, deadline=deadline, missing_ok=missing_ok
         )
-
-
-@dataclass(frozen=True)
-class _Listing:
-    orders: tuple[BrokerOrder, ...]
-    unreadable: tuple[UnreadableItem, ...]
-    complete: bool
-    why_incomplete: str
-
-    @classmethod
-    def partial(
-        cls, orders: dict[str, BrokerOrder], unreadable: dict[str, UnreadableItem], why: str
-    ) -> _Listing:
-        return cls(tuple(orders.values()), tuple(unreadable.values()), False, why)
-
-
-def _unreadable_key(item: UnreadableItem) -> str:
-    return item.item_id or f"{item.symbol}|{item.client_order_id}|{item.detail}"
 
 
 __all__ = ["MAX_SYMBOL_FILTER", "PAGE_LIMIT", "AlpacaBroker", "SymbolForm"]

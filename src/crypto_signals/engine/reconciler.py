@@ -24,16 +24,15 @@ their order) only afterwards, in the calling thread, in the order of the steps a
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from crypto_signals.concurrency import all_of
 from crypto_signals.domain.schemas import (
     DriftEntry,
     FillShare,
@@ -107,10 +106,8 @@ def _both(first: Callable[[], A], second: Callable[[], B], *, name: str) -> tupl
     left running behind the run; then the first call's failure, if any, is raised, else the
     second's.
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as pool:
-        later = pool.submit(contextvars.copy_context().run, second)
-        result = first()  # if this raises, leaving the block still waits for ``later``
-    return result, later.result()
+    results: list[object] = all_of([first, second], name=name)
+    return cast(A, results[0]), cast(B, results[1])
 
 
 # The unannounced heals (PositionRepository.get_unannounced_heals).

@@ -337,8 +337,10 @@ def _rate_limit_resets_in_run(lab: Lab) -> None:
 
 def _rate_limit_past_deadline(lab: Lab) -> None:
     """A 429 whose reset comes long after the run's deadline (80% of a 5 s lease): the run
-    fails at once rather than sleep past its lease; the next run, limit gone, heals."""
-    lab.sim.inject_fault("positions", Fault(kind="rate_limit", reset_after=30, times=1))
+    fails at once rather than sleep past its lease; the next run, limit gone, heals. The limit
+    holds for every route until its reset, and account, positions and open orders are asked at
+    once: the account, the first of them, is the call named."""
+    lab.sim.inject_fault("account", Fault(kind="rate_limit", reset_after=30, times=1))
     failed = lab.run(RECONCILER_LEASE_SECONDS="5")
     lab.notes.append(f"failed run took {failed.duration_seconds:.1f}s (reset in 30 s)")
     assert failed.status.value == "failed", failed.status
@@ -628,7 +630,7 @@ CASES: tuple[Case, ...] = (
         "rate limit resets after the deadline",
         "one 429, reset in 30 s; lease 5 s",
         _rate_limit_past_deadline,
-        error_mentions="run_deadline: GET /v2/positions: HTTP 429",
+        error_mentions="run_deadline: GET /v2/account: HTTP 429",
     ),
     Case(
         "broker hangs",
