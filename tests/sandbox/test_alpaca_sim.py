@@ -446,6 +446,23 @@ def test_status_fault_is_an_api_error_and_consumed_times(
     assert [r.status for r in sim.requests] == [503, 503, 200]
 
 
+def test_a_fault_with_a_query_applies_only_to_requests_that_match_it(
+    sim: AlpacaSimulator, client: TradingClient
+) -> None:
+    sim.inject_fault("orders", Fault("status", status=500, times=1, query={"status": "closed"}))
+    sim.inject_fault("orders", Fault("status", status=502, times=1))
+
+    # The open listing passes the closed-only fault by and takes the next one.
+    with pytest.raises(APIError) as first:
+        client.get("/orders", {"status": "open"})
+    assert first.value.status_code == 502
+    assert client.get("/orders", {"status": "open"}) == []
+    with pytest.raises(APIError) as second:
+        client.get("/orders", {"status": "closed"})
+    assert second.value.status_code == 500
+    assert client.get("/orders", {"status": "closed"}) == []  # used up
+
+
 def test_faults_are_fifo_per_endpoint_and_wildcard(
     sim: AlpacaSimulator, client: TradingClient
 ) -> None:

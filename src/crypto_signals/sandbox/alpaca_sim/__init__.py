@@ -50,7 +50,10 @@ Any other path answers 404 (endpoint ``"unknown"``). The simulator is read-only:
 request under ``/v2/`` answers 403 and is recorded, so tests can assert none was made.
 
 Faults (:class:`Fault`) are injected per route name (or ``"*"``) and queued FIFO; each matching
-request consumes one use of the fault at the head of the route's queue (then ``"*"``'s);
+request consumes one use of the first fault in the route's queue (then ``"*"``'s) that applies
+to it: every fault does, unless its ``query`` names query-string values the request must have
+(``Fault(..., query={"status": "closed"})``: closed-order listings only, whatever the order in
+which requests made at the same time arrive);
 ``times=None`` keeps it until :meth:`AlpacaSimulator.clear_faults`. Authentication is checked
 before faults; unknown paths and writes never consume faults.
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 FaultKind = Literal[
@@ -34,6 +35,8 @@ class Fault:
       whatever ``limit`` asks for, with no error: a server that pages shorter than asked.
 
     ``times`` is how many matching requests the fault applies to (``None``: until cleared).
+    ``query``, when given, narrows the matching requests to those whose query string has these
+    values (``{"status": "closed"}``: the closed-order listings only, not the open ones).
     """
 
     kind: FaultKind
@@ -43,6 +46,13 @@ class Fault:
     times: int | None = None
     reset_after: float | None = None
     page_size: int | None = None
+    query: Mapping[str, str] | None = field(default=None, hash=False)
+
+    def matches(self, query: Mapping[str, list[str]]) -> bool:
+        """Whether a request with this (parsed) query string is one the fault applies to."""
+        if not self.query:
+            return True
+        return all(query.get(name, [None])[-1] == value for name, value in self.query.items())
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(FaultKind):

@@ -737,17 +737,21 @@ class AlpacaSimulator(LoopbackService):
                 RecordedRequest(method, path, endpoint, query, status, authenticated)
             )
 
-    def _take_fault(self, endpoint: str) -> Fault | None:
+    def _take_fault(self, endpoint: str, query: Mapping[str, list[str]]) -> Fault | None:
+        """The first fault queued for this endpoint (or for every route) that matches the
+        request; the ones before it in the queue wait for requests they match."""
         with self._lock:
             for key in (endpoint, "*"):
                 queue = self._faults.get(key)
                 if not queue:
                     continue
-                active = queue[0]
+                active = next((a for a in queue if a.fault.matches(query)), None)
+                if active is None:
+                    continue
                 if active.remaining is not None:
                     active.remaining -= 1
                     if active.remaining <= 0:
-                        queue.popleft()
+                        queue.remove(active)
                 return active.fault
         return None
 
@@ -822,7 +826,7 @@ class AlpacaSimulator(LoopbackService):
             if limited is not None:
                 return answer(limited)
 
-            fault = self._take_fault(endpoint)
+            fault = self._take_fault(endpoint, query)
             if fault is not None:
                 if fault.kind == "status":
                     phrase = HTTPStatus(fault.status).phrase.lower()
