@@ -105,13 +105,29 @@ def test_orders_at_a_windows_bounds_are_listed(sim: AlpacaSimulator) -> None:
 
 def test_the_windows_share_the_page_cap(sim: AlpacaSimulator) -> None:
     seed(sim, 2000)
-    b = broker(sim, max_pages=5)  # one window needs 5 pages; split, the windows need 9
+    # The cap, 2 pages, grows by 2 per extra window (its last page and its confirmation): 8
+    # pages in all, one short of the 9 the split listing needs.
+    b = broker(sim, max_pages=2)
 
     result = listing(b)
 
     assert not result.complete  # heals resting on it are withheld
-    assert b.call_count == 5
-    assert len(order_requests(sim)) == 5
+    assert b.call_count == 8
+    assert len(order_requests(sim)) == 8
+
+
+def test_a_split_never_cuts_short_a_listing_one_window_finishes(sim: AlpacaSimulator) -> None:
+    seed(sim, 2000)
+    one = broker(sim, max_pages=6, max_windows=1)  # 5 pages and the confirming page: 6
+    assert listing(one).complete
+    assert one.call_count == 6
+
+    split = broker(sim, max_pages=6)
+    result = listing(split)
+
+    assert result.complete  # split it needs 9 calls, within the cap grown for its windows
+    assert len(result.orders) == 2000
+    assert split.call_count == 9
 
 
 def test_a_window_that_fails_fails_the_listing(sim: AlpacaSimulator) -> None:
@@ -125,14 +141,17 @@ def test_a_window_that_fails_fails_the_listing(sim: AlpacaSimulator) -> None:
     assert any("until" in q for q in order_requests(sim))  # it was split
 
 
-def test_a_short_listing_is_not_split(sim: AlpacaSimulator) -> None:
-    seed(sim, 100)  # one short page, spread over half the window
+@pytest.mark.parametrize("count", [100, 300, 494])
+def test_a_listing_whose_first_page_is_not_full_is_not_split(
+    sim: AlpacaSimulator, count: int
+) -> None:
+    seed(sim, count)  # one page that is not full, however far "now" is from its orders
     b = broker(sim)
 
     result = listing(b)
 
     assert result.complete
-    assert len(result.orders) == 100
+    assert len(result.orders) == count
     assert b.call_count == 2  # the page and the page that proves the end, as always
     assert all("until" not in q for q in order_requests(sim))
 

@@ -14,7 +14,10 @@ a listing of P pages waits P + 1 round trips. When the first page shows that mor
 the rest of the window, up to now, is cut into consecutive windows (``after``/``until``, both
 exclusive, each starting one microsecond before the previous one ends) listed at the same time,
 each with its own confirming page: the same orders, in about P / k + 2 round trips for a few
-more calls. Short listings, the common case, are not split and cost what they always did.
+more calls. The windows share the listing's page cap, grown by two pages per extra window (its
+last page, not full, and its confirming page), so a split never cuts short a listing one window
+would finish. A first page that is not full is not split: short listings, the common case, cost
+what they always did.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ PAGE_LIMIT = 500  # Alpaca's maximum page size for GET /v2/orders
 MAX_WINDOWS = 4
 
 _TICK = timedelta(microseconds=1)
+# The most orders one listed item can hold: an order and its legs (up to 4 for a multi-leg
+# order). A page fuller than the limit less this is full: when legs count toward ``limit``
+# (as some servers do), a page of brackets holds 498 orders, not 500.
+_LARGEST_ITEM = 5
 
 # One page: the query parameters in, the decoded JSON body out (the adapter's GET).
 FetchPage = Callable[[dict[str, Any]], Any]
@@ -62,6 +69,10 @@ class _Budget:
         self._left = pages
         self._lock = threading.Lock()
         self.failed = False
+
+    def extend(self, pages: int) -> None:
+        with self._lock:
+            self._left += pages
 
     def take(self) -> bool:
         with self._lock:
@@ -202,7 +213,7 @@ def list_orders(
     first = _Walk(fetch, endpoint, status, symbols, budget, after=cursor, until=None)
     walks = [first]
     if not first.step():
-        walks += _split(first, now(), max_windows)
+        walks += _split(first, budget, now(), max_windows)
         if len(walks) == 1:
             first.run()
         else:
@@ -212,7 +223,7 @@ def list_orders(
     return _merge(walks, max_pages)
 
 
-def _split(first: _Walk, now: datetime, max_windows: int) -> list[_Walk]:
+def _split(first: _Walk, budget: _Budget, now: datetime, max_windows: int) -> list[_Walk]:
     """Cut what is left after the first page, up to ``now``, into windows of about half a
     page each (estimated from the first page's density), at most ``max_windows`` in all.
     ``first`` keeps the earliest; the new windows are returned (none when the listing looks
@@ -220,8 +231,8 @@ def _split(first: _Walk, now: datetime, max_windows: int) -> list[_Walk]:
     oldest, cursor = first.first_stamp, first.cursor
     if max_windows < 2 or oldest is None or cursor is None or now <= cursor:
         return []
-    if first.first_size < PAGE_LIMIT // 2:
-        return []  # a page well short of the limit: most likely the listing ends here
+    if first.first_size < PAGE_LIMIT - _LARGEST_ITEM:
+        return []  # a page short of the limit: most likely the listing ends with it
     left = now - cursor
     seen = cursor - oldest
     if seen <= timedelta(0):
@@ -234,6 +245,10 @@ def _split(first: _Walk, now: datetime, max_windows: int) -> list[_Walk]:
     k = max(1, min(max_windows, k))
     if k == 1:
         return []
+    # Compared with one window, each window after the first adds at most one page that is not
+    # full (its last) and one confirming page: the cap grows by that, so that splitting never
+    # cuts short a listing one window would have finished.
+    budget.extend(2 * (k - 1))
     step = left / k
     bounds = [cursor + step * i for i in range(1, k)]
     first.until = bounds[0]
