@@ -146,6 +146,7 @@ def measure_size(
 
     runs: list[OursRun] = []
     phases: list[dict[str, float]] = []
+    floor: list[float] = []
     for i in range(ours_reps):
         run = run_ours(stands, spec, net)
         phases.append(timer.take(run.seconds))
@@ -156,6 +157,9 @@ def measure_size(
                 f"N={n}: ours healed {run.healed} (expected {spec.expected_heals}), "
                 f"status {run.status}, errors {run.errors[:3]}"
             )
+        # One floor read after each run of ours, so that both see the machine as it is then
+        # (on this shared machine the floor alone moved by half between minutes).
+        floor += measure_floor(stands, spec, net, 1)
     ours = OursResult(n, runs)
     if rss:
         ours.rss = run_child_rss(stands, spec)
@@ -175,7 +179,6 @@ def measure_size(
         naive_stats,
         extrapolated_from=naive_stats.checked if sample_every > 1 else None,
     )
-    floor = measure_floor(stands, spec, net, ours_reps)
     result = SizeResult(
         n, spec.counts, ours, naive, phases[_median_index([r.seconds for r in runs])], floor
     )
@@ -191,9 +194,12 @@ def measure_wan(stands: Stands, n: int, rtt: Rtt, repeat: int) -> WanResult:
     seed_broker(stands.sim, spec)
     net = Network.delayed(stands, rtt)
     try:
-        ours_runs = [run_ours(stands, spec, net) for _ in range(repeat)]
+        ours_runs: list[OursRun] = []
+        floor: list[float] = []
+        for _ in range(repeat):  # alternated, as in measure_size
+            ours_runs.append(run_ours(stands, spec, net))
+            floor += measure_floor(stands, spec, net, 1)
         naive_runs = [run_naive(stands, spec, net) for _ in range(1)]
-        floor = measure_floor(stands, spec, net, repeat)
     finally:
         net.stop()
     result = WanResult(

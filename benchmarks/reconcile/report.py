@@ -163,7 +163,10 @@ def _method(results: Sequence[SizeResult], repeat: int) -> list[str]:
         "- The floor: the open book streamed with ours' query (`status == OPEN`, projected on "
         "the fields the `Position` model reads), documents counted and not parsed, and nothing "
         "else: no design can finish faster on the same stand-in. It is measured in the same run "
-        "on the same world, as many times as ours; 'ours/floor' is the ratio of the medians.",
+        "on the same world, as many times as ours and alternated with it (after each run of "
+        "ours, one read of a fresh copy of the world, with a client of its own as each run of "
+        "ours has), so that both see the machine as it is at that minute; 'ours/floor' is the "
+        "ratio of the medians.",
         f"- Ours runs with `force=True`: the default heal limit ({heal_limit} per run) would "
         "refuse most heals at N >= 1,000 and make the writes incomparable with the baseline, "
         "which heals them all.",
