@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from benchmarks.naive_reconciler import NaiveStats
@@ -69,6 +69,7 @@ class SizeResult:
     naive: NaiveResult
     phases: dict[str, float]
     floor: list[float]
+    floor_cpu: list[float] = field(default_factory=list)  # this process's CPU per floor read
 
     @property
     def floor_median(self) -> float:
@@ -77,6 +78,14 @@ class SizeResult:
     @property
     def ours_over_floor(self) -> float:
         return self.ours.median / self.floor_median
+
+    @property
+    def cpu(self) -> tuple[float, float] | None:
+        """Medians of this process's CPU time: ours, the floor (None if not measured)."""
+        ours = [r.cpu_seconds for r in self.ours.runs if r.cpu_seconds]
+        if not ours or not self.floor_cpu:
+            return None
+        return statistics.median(ours), statistics.median(self.floor_cpu)
 
 
 @dataclass
@@ -88,6 +97,14 @@ class WanResult:
     naive_stats: NaiveStats
     ours_run: OursRun
     floor: list[float]
+    ours_cpu: list[float] = field(default_factory=list)
+    floor_cpu: list[float] = field(default_factory=list)
+
+    @property
+    def cpu(self) -> tuple[float, float] | None:
+        if not self.ours_cpu or not self.floor_cpu:
+            return None
+        return statistics.median(self.ours_cpu), statistics.median(self.floor_cpu)
 
     @property
     def ours_median(self) -> float:
@@ -147,6 +164,7 @@ def measure_size(
     runs: list[OursRun] = []
     phases: list[dict[str, float]] = []
     floor: list[float] = []
+    floor_cpu: list[float] = []
     for i in range(ours_reps):
         run = run_ours(stands, spec, net)
         phases.append(timer.take(run.seconds))
@@ -159,7 +177,9 @@ def measure_size(
             )
         # One floor read after each run of ours, so that both see the machine as it is then
         # (on this shared machine the floor alone moved by half between minutes).
-        floor += measure_floor(stands, spec, net, 1)
+        read, read_cpu = measure_floor(stands, spec, net, 1)
+        floor += read
+        floor_cpu += read_cpu
     ours = OursResult(n, runs)
     if rss:
         ours.rss = run_child_rss(stands, spec)
@@ -180,7 +200,13 @@ def measure_size(
         extrapolated_from=naive_stats.checked if sample_every > 1 else None,
     )
     result = SizeResult(
-        n, spec.counts, ours, naive, phases[_median_index([r.seconds for r in runs])], floor
+        n,
+        spec.counts,
+        ours,
+        naive,
+        phases[_median_index([r.seconds for r in runs])],
+        floor,
+        floor_cpu,
     )
     _progress(
         f"N={n}: floor (stream the open book only) {result.floor_median:.2f}s; "
@@ -196,9 +222,12 @@ def measure_wan(stands: Stands, n: int, rtt: Rtt, repeat: int) -> WanResult:
     try:
         ours_runs: list[OursRun] = []
         floor: list[float] = []
+        floor_cpu: list[float] = []
         for _ in range(repeat):  # alternated, as in measure_size
             ours_runs.append(run_ours(stands, spec, net))
-            floor += measure_floor(stands, spec, net, 1)
+            read, read_cpu = measure_floor(stands, spec, net, 1)
+            floor += read
+            floor_cpu += read_cpu
         naive_runs = [run_naive(stands, spec, net) for _ in range(1)]
     finally:
         net.stop()
@@ -210,6 +239,8 @@ def measure_wan(stands: Stands, n: int, rtt: Rtt, repeat: int) -> WanResult:
         naive_runs[-1][1],
         ours_runs[-1],
         floor,
+        [r.cpu_seconds for r in ours_runs],
+        floor_cpu,
     )
     _progress(
         f"N={n}, RTT {rtt.label}: ours {result.ours_median:.2f}s, naive "

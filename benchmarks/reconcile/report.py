@@ -214,7 +214,12 @@ def generated_block(
         f"{LOOPBACK_FLOOR_LIMIT:g}x on loopback at N = "
         f"{' and '.join(f'{n:,}' for n in LOOPBACK_FLOOR_NS)}; at most "
         f"{PRODUCTION_FLOOR_LIMIT:g}x at production latencies ({PRODUCTION_RTT.label} round "
-        f"trip) at N = {PRODUCTION_FLOOR_N:,}. The naive baseline is shown for comparison.",
+        f"trip) at N = {PRODUCTION_FLOOR_N:,}. The naive baseline is shown for comparison. "
+        "'CPU ours / floor' is this process's CPU time (medians; `time.process_time`, every "
+        "thread: the reconciler's and the harness's Discord sink and delay proxies; the "
+        "emulator and the simulator run elsewhere) during a run of ours and during a floor "
+        "read: a run that needs k times the floor's CPU here cannot take much less than k "
+        "times its time, whatever it overlaps.",
         "",
         headline_table(headline(results, wan)),
         "",

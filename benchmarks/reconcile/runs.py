@@ -47,6 +47,9 @@ class OursRun:
     status: str
     errors: list[str]
     report_kb: float  # the report as JSON; RunLog stores it as one Firestore document (1 MiB max)
+    # This process's CPU time during the run (time.process_time: every thread, the harness's
+    # Discord sink and delay proxies included; the emulator and the simulator are elsewhere).
+    cpu_seconds: float = 0.0
 
 
 @dataclass
@@ -117,14 +120,18 @@ def run_ours(stands: Stands, spec: WorldSpec, net: Network) -> OursRun:
     db = _client(stands, net)
     reconciler = build_reconciler(load_settings(env), client=db)
     with harness_frozen():
+        cpu = time.process_time()
         started = time.perf_counter()
         report = reconciler.reconcile(force=True)
         seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     _close(stands, db)
-    return _ours_run(report, seconds, stands)
+    return _ours_run(report, seconds, stands, cpu)
 
 
-def _ours_run(report: ReconciliationReport, seconds: float, stands: Stands) -> OursRun:
+def _ours_run(
+    report: ReconciliationReport, seconds: float, stands: Stands, cpu: float = 0.0
+) -> OursRun:
     calls, pages = calls_and_pages(stands.sim)
     return OursRun(
         seconds=seconds,
@@ -140,6 +147,7 @@ def _ours_run(report: ReconciliationReport, seconds: float, stands: Stands) -> O
         status=report.status.value,
         errors=list(report.errors),
         report_kb=len(report.model_dump_json()) / 1024,
+        cpu_seconds=cpu,
     )
 
 
@@ -236,12 +244,15 @@ def run_naive(
     return seconds, stats
 
 
-def measure_floor(stands: Stands, spec: WorldSpec, net: Network, repeat: int) -> list[float]:
+def measure_floor(
+    stands: Stands, spec: WorldSpec, net: Network, repeat: int
+) -> tuple[list[float], list[float]]:
     """The read every reconciler must make, and nothing else: the open book, streamed.
 
     The same query ours uses (status == OPEN, projected), documents counted but not parsed.
     No implementation of any design can finish faster than this on the same stand-in, so
-    ``ours / floor`` is how far ours is from the best any design could do here.
+    ``ours / floor`` is how far ours is from the best any design could do here. Returns the
+    wall time and this process's CPU time of each read.
     """
     stands.fresh_world(spec)  # reading does not change it: one world serves every repetition
     db = _client(stands, net)
@@ -251,14 +262,17 @@ def measure_floor(stands: Stands, spec: WorldSpec, net: Network, repeat: int) ->
         .select(POSITION_FIELDS)
     )
     seconds: list[float] = []
+    cpu: list[float] = []
     try:
         for _ in range(repeat):
             with harness_frozen():
+                cpu_started = time.process_time()
                 started = time.perf_counter()
                 count = sum(1 for _ in query.stream())
                 seconds.append(time.perf_counter() - started)
+                cpu.append(time.process_time() - cpu_started)
             if count != spec.open_count:
                 raise RuntimeError(f"floor read {count} open documents, seeded {spec.open_count}")
     finally:
         _close(stands, db)
-    return seconds
+    return seconds, cpu

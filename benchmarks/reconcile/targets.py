@@ -53,6 +53,7 @@ class FloorRatio:
     floor: float | None = None
     naive: float | None = None
     note: str = ""
+    cpu: tuple[float, float] | None = None  # this process's CPU time: ours, the floor
 
     @property
     def ratio(self) -> float | None:
@@ -86,6 +87,7 @@ def headline(results: Sequence[SizeResult], wan: Sequence[WanResult]) -> list[Fl
                     r.floor_median,
                     r.naive.median,
                     note="naive extrapolated" if r.naive.extrapolated_from is not None else "",
+                    cpu=r.cpu,
                 )
             )
     where = f"RTT {PRODUCTION_RTT.label}"
@@ -100,6 +102,7 @@ def headline(results: Sequence[SizeResult], wan: Sequence[WanResult]) -> list[Fl
                 w.ours_median,
                 w.floor_median,
                 w.naive_median,
+                cpu=w.cpu,
             )
         )
     else:
@@ -112,11 +115,18 @@ def headline(results: Sequence[SizeResult], wan: Sequence[WanResult]) -> list[Fl
 VERDICT = {True: "met", False: "**missed**", None: "not measured"}
 
 
+def _cpu_cell(cpu: tuple[float, float] | None) -> str:
+    if cpu is None or not cpu[1]:
+        return "-"
+    ours, floor = cpu
+    return f"{ours:.2f} / {floor:.2f} ({ours / floor:.1f}x)"
+
+
 def headline_table(points: Sequence[FloorRatio]) -> str:
     rows = []
     for p in points:
         if p.ratio is None or p.ours is None or p.floor is None:
-            rows.append([p.where, f"{p.n:,}", "-", "-", "-", f"≤ {p.limit:g}x", "-", "-", "-"])
+            rows.append([p.where, f"{p.n:,}", "-", "-", "-", f"≤ {p.limit:g}x", "-", "-", "-", "-"])
         else:
             rows.append(
                 [
@@ -129,6 +139,7 @@ def headline_table(points: Sequence[FloorRatio]) -> str:
                     VERDICT[p.met],
                     "-" if p.naive is None else seconds(p.naive),
                     "-" if p.naive is None else f"{p.naive / p.ours:.1f}x",
+                    _cpu_cell(p.cpu),
                 ]
             )
         rows[-1].append(p.note)
@@ -143,6 +154,7 @@ def headline_table(points: Sequence[FloorRatio]) -> str:
             "verdict",
             "naive (s)",
             "naive/ours",
+            "CPU ours / floor (s)",
             "",
         ],
         rows,

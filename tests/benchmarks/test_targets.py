@@ -89,6 +89,23 @@ def test_headline_is_ours_over_the_floor_at_each_target_point() -> None:
     assert not any("naive" in name for name in targets)  # naive is a table, not a target
 
 
+def test_the_headline_shows_the_cpu_of_ours_and_the_floor_when_measured() -> None:
+    measured = _size(1000, 1.8, 0.6, 4.0, 602, 11)
+    measured.ours.runs[0].cpu_seconds = 1.2
+    measured.floor_cpu = [0.4]
+    wan = _wan(PRODUCTION_RTT, 2.0, 0.5)
+    wan.ours_cpu, wan.floor_cpu = [1.3], [0.45]
+    unmeasured = _size(10_000, 20.0, 10.0, 80.0, 6002, 41)  # no CPU: older results
+
+    points = headline([measured, unmeasured], [wan])
+
+    assert [p.cpu for p in points] == [(1.2, 0.4), None, (1.3, 0.45)]
+    rows = headline_table(points).splitlines()[2:]
+    assert "1.20 / 0.40 (3.0x)" in rows[0]
+    assert "1.30 / 0.45 (2.9x)" in rows[2]
+    assert [cell.strip() for cell in rows[1].split("|")][-3] == "-"  # the CPU column
+
+
 def test_headline_points_not_run_say_so() -> None:
     results = [_size(100, 0.3, 0.1, 0.5, 62, 11)]
     points = headline(results, [_wan(Rtt(20.0, 20.0, 20.0), 1.0, 0.5)])
