@@ -31,7 +31,7 @@ from crypto_signals.broker.items import (
     parse_order_item,
     parse_position,
 )
-from crypto_signals.broker.listing import MAX_WINDOWS, PAGE_LIMIT, Listing, list_orders
+from crypto_signals.broker.listing import MAX_WINDOWS, Listing, list_orders
 from crypto_signals.concurrency import all_of
 from crypto_signals.domain.snapshots import (
     BrokerOrder,
@@ -318,4 +318,4 @@ class AlpacaBroker:
         )
 
 
-__all__ = ["MAX_SYMBOL_FILTER", "PAGE_LIMIT", "AlpacaBroker", "SymbolForm"]
+__all__ = ["MAX_SYMBOL_FILTER", "AlpacaBroker", "SymbolForm"]

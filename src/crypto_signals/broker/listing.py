@@ -202,8 +202,8 @@ def list_orders(
     symbols: list[str] | None,
     after: datetime | None,
     max_pages: int,
-    max_windows: int = 1,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    max_windows: int,
+    now: Callable[[], datetime],
 ) -> Listing:
     """Every order of the listing since ``after``, split into at most ``max_windows`` windows
     listed at the same time when the first page shows a long listing (module docstring)."""
